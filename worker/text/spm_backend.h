@@ -1,0 +1,60 @@
+// Internal to qcal_text: the only code that includes libsentencepiece's header.
+//
+// Debian's sentencepiece header declares `namespace absl { using std::string_view; }`,
+// which clashes with Debian's abseil (whose absl::string_view is its own class), so
+// this header and spm_backend.cc use no abseil at all; spm_tokenizer.cc wraps it.
+//
+// Thread-safe after Load: SentencePieceProcessor's encode/decode are const.
+#ifndef QCAL_WORKER_TEXT_SPM_BACKEND_H_
+#define QCAL_WORKER_TEXT_SPM_BACKEND_H_
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace qcal::text {
+
+class SpmBackend {
+ public:
+  // Loads a serialized ModelProto (the bytes of tokenizer.model). Also prepares a
+  // second processor with add_dummy_prefix off, for text that follows a special
+  // token under transformers' legacy=false. Returns null and sets *error on failure.
+  static std::unique_ptr<SpmBackend> Load(const std::string& model_bytes, std::string* error);
+  ~SpmBackend();
+
+  // Ids of `text`; with dummy_prefix=false as if the model had add_dummy_prefix off.
+  bool Encode(std::string_view text, bool dummy_prefix, std::vector<int>* ids,
+              std::string* error) const;
+  // Text of `ids`; dummy_prefix=false keeps a leading space.
+  bool Decode(const std::vector<int>& ids, bool dummy_prefix, std::string* text,
+              std::string* error) const;
+
+  int piece_size() const;
+  std::string IdToPiece(int id) const;
+  int PieceToId(std::string_view piece) const;  // unk_id() when absent
+  bool IsControl(int id) const;
+  bool IsUnknown(int id) const;
+  int unk_id() const;
+  int bos_id() const;  // -1 when the model has none
+  int eos_id() const;
+  int pad_id() const;
+  bool add_dummy_prefix() const { return add_dummy_prefix_; }
+
+ private:
+  SpmBackend();
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  bool add_dummy_prefix_ = true;
+};
+
+// The serialized ModelProto `model_bytes` with normalizer_spec.add_dummy_prefix set
+// to false and self_test_data dropped (its samples assume the original setting).
+// Returns false if the bytes are not a well-formed protobuf message. Exposed for
+// tests.
+bool DisableDummyPrefix(const std::string& model_bytes, std::string* out,
+                        bool* had_dummy_prefix);
+
+}  // namespace qcal::text
+
+#endif  // QCAL_WORKER_TEXT_SPM_BACKEND_H_
