@@ -97,15 +97,23 @@ TEST_P(ReferenceTest, MatchesHuggingFace) {
     }
   }
 
-  // Right-padded batch with attention mask: logits match at every valid position.
+  // Right-padded batch with attention mask: logits match at every valid position, in
+  // both the batch-invariant mode and HF's single padded pass.
   at::Tensor ids = RefTensor(**ref, "AB.input_ids");
   at::Tensor mask = RefTensor(**ref, "AB.attention_mask");
-  auto out = (*model)->Forward(ids, mask, nullptr, false);
-  ASSERT_TRUE(out.ok()) << out.status();
-  at::Tensor valid = out->logits.reshape({-1, out->logits.size(-1)}).index({mask.reshape({-1}).eq(1)});
-  auto [d, ok] = Compare(valid, RefTensor(**ref, "AB.logits.valid"));
-  EXPECT_TRUE(ok) << c.model << " padded batch max |diff| " << d;
-  worst = std::max(worst, d);
+  ComputeOptions padded_mode;
+  padded_mode.batch_invariant = false;
+  auto padded_model = CausalLM::Load(kData + "/models/" + c.model, padded_mode);
+  ASSERT_TRUE(padded_model.ok());
+  for (const CausalLM* m : {model->get(), padded_model->get()}) {
+    auto out = m->Forward(ids, mask, nullptr, false);
+    ASSERT_TRUE(out.ok()) << out.status();
+    at::Tensor valid =
+        out->logits.reshape({-1, out->logits.size(-1)}).index({mask.reshape({-1}).eq(1)});
+    auto [d, ok] = Compare(valid, RefTensor(**ref, "AB.logits.valid"));
+    EXPECT_TRUE(ok) << c.model << " padded batch max |diff| " << d;
+    worst = std::max(worst, d);
+  }
   std::printf("%-20s %4d tensors compared, max |diff| %.3g\n", c.model, compared + 1, worst);
 }
 
@@ -220,6 +228,10 @@ TEST(ModelErrorsTest, ClearErrorsNamingFileAndTensor) {
     auto r = (*m)->Forward(at::full({1, 3}, 5000, at::kLong), at::Tensor());
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_NE(r.status().message().find("5000"), std::string::npos);
+    at::Tensor left_padded = at::tensor({0, 1, 1}, at::kLong).reshape({1, 3});
+    auto lp = (*m)->Forward(at::ones({1, 3}, at::kLong), left_padded);
+    EXPECT_EQ(lp.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(lp.status().message().find("right padding"), std::string::npos);
     ComputeOptions gpu;
     gpu.device = "cuda:0";
     auto g = CausalLM::Load(kData + "/models/llama-tiny", gpu);

@@ -1,5 +1,6 @@
 #include "worker/model/causal_lm.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -15,6 +16,7 @@ namespace qcal {
 struct CausalLM::Impl {
   at::Device device{at::kCPU};
   bool bf16 = false;
+  bool batch_invariant = true;
   ModelWeights w;
   // Per-layer indices into linears_ by role, for observers.
   struct LayerIdx {
@@ -52,6 +54,7 @@ absl::StatusOr<std::unique_ptr<CausalLM>> CausalLM::Load(const std::string& dir,
     return absl::InvalidArgumentError(absl::StrCat("unsupported device ", options.device));
   }
   impl.bf16 = options.bf16;
+  impl.batch_invariant = options.batch_invariant;
   QCAL_ASSIGN_OR_RETURN(impl.w, LoadWeights(dir, config));
   try {
     c10::InferenceMode guard;
@@ -100,7 +103,8 @@ absl::StatusOr<ForwardOutput> CausalLM::Forward(const at::Tensor& input_ids,
                                                 LinearObserver* observer,
                                                 bool output_hidden_states) const {
   const ModelConfig& c = config_;
-  if (!input_ids.defined() || input_ids.dim() != 2 || input_ids.size(1) == 0) {
+  if (!input_ids.defined() || input_ids.dim() != 2 || input_ids.size(0) == 0 ||
+      input_ids.size(1) == 0) {
     return absl::InvalidArgumentError("input_ids must be a non-empty [batch, length] tensor");
   }
   if (attention_mask.defined() && attention_mask.sizes() != input_ids.sizes()) {
@@ -109,20 +113,75 @@ absl::StatusOr<ForwardOutput> CausalLM::Forward(const at::Tensor& input_ids,
   try {
     c10::InferenceMode guard;
     const Impl& impl = *impl_;
-    at::Tensor ids = input_ids.to(impl.device, at::kLong);
+    at::Tensor ids = input_ids.to(at::kCPU, at::kLong).contiguous();
     const int64_t lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
     if (lo < 0 || hi >= c.vocab_size) {
       return absl::InvalidArgumentError(absl::StrCat("token id ", lo < 0 ? lo : hi,
                                                      " is outside the vocabulary [0, ",
                                                      c.vocab_size, ")"));
     }
-    const int64_t T = ids.size(1);
+    const int64_t B = ids.size(0), T = ids.size(1);
     if (T > c.max_position_embeddings) {
       return absl::InvalidArgumentError(absl::StrCat("sequence length ", T,
                                                      " exceeds max_position_embeddings ",
                                                      c.max_position_embeddings));
     }
-    at::Tensor mask = attention_mask.defined() ? attention_mask.to(impl.device) : at::Tensor();
+    std::vector<int64_t> lengths(B, T);
+    if (attention_mask.defined()) {
+      at::Tensor m = attention_mask.to(at::kCPU, at::kLong).contiguous();
+      auto ma = m.accessor<int64_t, 2>();
+      for (int64_t b = 0; b < B; ++b) {
+        int64_t len = 0;
+        while (len < T && ma[b][len] == 1) ++len;
+        for (int64_t t = len; t < T; ++t) {
+          if (ma[b][t] != 0) {
+            return absl::InvalidArgumentError(absl::StrCat(
+                "attention_mask row ", b, " is not right padding (ones, then zeros)"));
+          }
+        }
+        if (len == 0) {
+          return absl::InvalidArgumentError(absl::StrCat("attention_mask row ", b, " is all padding"));
+        }
+        lengths[b] = len;
+      }
+    }
+    if (!impl.batch_invariant || B == 1) {
+      const bool padded = *std::min_element(lengths.begin(), lengths.end()) < T;
+      return ForwardPadded(ids.to(impl.device), padded ? attention_mask.to(impl.device) : at::Tensor(),
+                           observer, output_hidden_states);
+    }
+    // One lone pass per sequence, outputs scattered into the padded layout.
+    ForwardOutput out;
+    for (int64_t b = 0; b < B; ++b) {
+      at::Tensor row = ids.slice(0, b, b + 1).slice(1, 0, lengths[b]).to(impl.device);
+      QCAL_ASSIGN_OR_RETURN(ForwardOutput one, ForwardPadded(row, at::Tensor(), observer,
+                                                             output_hidden_states));
+      if (b == 0) {
+        out.logits = at::zeros({B, T, one.logits.size(-1)}, one.logits.options());
+        for (const auto& h : one.hidden_states) {
+          out.hidden_states.push_back(at::zeros({B, T, h.size(-1)}, h.options()));
+        }
+      }
+      out.logits[b].slice(0, 0, lengths[b]).copy_(one.logits[0]);
+      for (size_t k = 0; k < one.hidden_states.size(); ++k) {
+        out.hidden_states[k][b].slice(0, 0, lengths[b]).copy_(one.hidden_states[k][0]);
+      }
+    }
+    return out;
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("forward pass failed: ", e.what()));
+  }
+}
+
+absl::StatusOr<ForwardOutput> CausalLM::ForwardPadded(const at::Tensor& ids,
+                                                      const at::Tensor& mask,
+                                                      LinearObserver* observer,
+                                                      bool output_hidden_states) const {
+  const ModelConfig& c = config_;
+  try {
+    c10::InferenceMode guard;
+    const Impl& impl = *impl_;
+    const int64_t T = ids.size(1);
 
     absl::Status observer_status;
     Linear linear{observer, impl.bf16, &observer_status};

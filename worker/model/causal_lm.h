@@ -30,6 +30,13 @@ struct ComputeOptions {
   // Linear layers in bfloat16 (oneDNN/AMX on CPU), everything else in float32.
   // Off by default: float32 is what the reference tolerances are stated for.
   bool bf16 = false;
+  // Run each sequence of a batch at its own length (its matmuls have exactly the
+  // shapes of a lone run), so every value a sequence produces is bitwise independent
+  // of the batch it is in. BLAS results depend on the matrix shape and on a row's
+  // position, so a single padded GEMM over the whole batch cannot promise that.
+  // false: one padded pass over the whole batch (fewer, larger kernels; useful on
+  // GPUs), equal to the lone runs only within float rounding.
+  bool batch_invariant = true;
 };
 
 // Sees the full input and output of every linear module, in forward order.
@@ -62,7 +69,12 @@ class CausalLM {
   const at::Device& device() const;
 
   // input_ids: [B, T] integer ids in [0, vocab). attention_mask: undefined (all valid)
-  // or [B, T] with 1 for real tokens and 0 for right padding. Positions are 0..T-1.
+  // or [B, T] with 1 for real tokens and 0 for right padding (a row of ones then
+  // zeros; anything else is INVALID_ARGUMENT). Positions are 0..T-1. Outputs at padded
+  // positions are unspecified (zero with batch_invariant). With batch_invariant the
+  // observer is called once per sequence and linear, with that sequence's valid rows
+  // only ([1, len, features]), sequences in batch order; otherwise once per linear
+  // with the whole padded batch.
   absl::StatusOr<ForwardOutput> Forward(const at::Tensor& input_ids,
                                         const at::Tensor& attention_mask,
                                         LinearObserver* observer = nullptr,
@@ -72,6 +84,10 @@ class CausalLM {
 
  private:
   CausalLM();
+  // The padded pass over the whole batch (HF's computation).
+  absl::StatusOr<ForwardOutput> ForwardPadded(const at::Tensor& ids, const at::Tensor& mask,
+                                              LinearObserver* observer,
+                                              bool output_hidden_states) const;
   struct Impl;
   ModelConfig config_;
   std::vector<LinearModule> linears_;
