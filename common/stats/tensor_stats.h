@@ -51,8 +51,10 @@ class TensorStats {
                                                KeySketch sketch);
 
   // Adds `rows` rows of `channels` float32 values, row-major (row r, channel c at
-  // data[r * channels + c]). The hot path: one fused pass over the data, no
-  // allocation proportional to the input, no threads. INVALID_ARGUMENT
+  // data[r * channels + c]). The hot path: the data is read from memory once, in
+  // L2-sized chunks that three passes then walk (finite check and key range, key
+  // counting into a 256 KiB per-thread uint32 table, per-channel accumulators);
+  // about 0.5 ns per value on one core for 512 x 4096. No threads. INVALID_ARGUMENT
   // "non-finite activation in row R, channel C: V" when any value is Inf or NaN (the
   // caller prefixes the module name); the object is then unchanged.
   absl::Status AddRows(const float* data, int64_t rows);
