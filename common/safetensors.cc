@@ -105,7 +105,8 @@ int64_t TensorView::numel() const {
 absl::StatusOr<ParsedHeader> ParseSafetensorsHeader(const std::string& origin,
                                                      const char* json, size_t json_size,
                                                      size_t data_size) {
-  nlohmann::json header = nlohmann::json::parse(json, json + json_size, nullptr,
+  // ordered_json keeps the header order, which names() promises.
+  nlohmann::ordered_json header = nlohmann::ordered_json::parse(json, json + json_size, nullptr,
                                                 /*allow_exceptions=*/false);
   if (header.is_discarded()) return Corrupt(origin, "header is not valid JSON");
   if (!header.is_object()) return Corrupt(origin, "header is not a JSON object");
@@ -114,7 +115,7 @@ absl::StatusOr<ParsedHeader> ParseSafetensorsHeader(const std::string& origin,
   std::vector<std::pair<uint64_t, uint64_t>> ranges;
   for (auto it = header.begin(); it != header.end(); ++it) {
     const std::string& name = it.key();
-    const nlohmann::json& v = it.value();
+    const nlohmann::ordered_json& v = it.value();
     if (name == "__metadata__") {
       if (!v.is_object()) return Corrupt(origin, "__metadata__ is not an object");
       for (auto m = v.begin(); m != v.end(); ++m) {

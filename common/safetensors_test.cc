@@ -33,6 +33,14 @@ TEST(SafetensorsTest, OpensHuggingFaceCheckpoint) {
   auto f = SafetensorsFile::Open(kData + "/models/qwen2-tiny/model.safetensors");
   ASSERT_TRUE(f.ok()) << f.status();
   EXPECT_EQ((*f)->metadata().at("format"), "pt");
+  // names() keeps the header's order (HF writes it sorted, so check a hand-made one).
+  std::vector<float> v = {1, 2};
+  const std::string path = TempPath("order.safetensors");
+  ASSERT_TRUE(WriteSafetensors(path, {Float32Tensor("z", {1}, v.data()),
+                                      Float32Tensor("a", {1}, v.data() + 1)}).ok());
+  auto o = SafetensorsFile::Open(path);
+  ASSERT_TRUE(o.ok());
+  EXPECT_EQ((*o)->names(), (std::vector<std::string>{"z", "a"}));
   auto t = (*f)->Get("model.layers.1.self_attn.k_proj.bias");
   ASSERT_TRUE(t.ok());
   EXPECT_EQ(t->dtype, DType::kF32);

@@ -1,5 +1,7 @@
 #include "worker/engine/engine.h"
 
+#include <dlfcn.h>
+
 #include <algorithm>
 #include <thread>
 
@@ -24,7 +26,17 @@ CalibrationEngine::~CalibrationEngine() = default;
 
 void SetComputeThreads(int threads) {
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  at::set_num_threads(threads);
+  // GEMMs dominate and run in the BLAS library's own thread pool; libtorch's intra-op
+  // pool stays at one thread on CPU because the two pools spin against each other
+  // (measured on 2 vCPUs: torch 2 + OpenBLAS 2 threads ran 3-4x slower than torch 1 +
+  // OpenBLAS 2). OpenBLAS is found at run time so any BLAS libtorch loads works.
+  using SetFn = void (*)(int);
+  if (auto fn = reinterpret_cast<SetFn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {
+    fn(threads);
+    at::set_num_threads(1);
+  } else {
+    at::set_num_threads(threads);
+  }
 }
 
 absl::StatusOr<std::unique_ptr<CalibrationEngine>> CalibrationEngine::Load(
@@ -53,8 +65,9 @@ const std::vector<LinearModule>& CalibrationEngine::linears() const {
   return impl_->model->linears();
 }
 
-absl::Status CalibrationEngine::Accumulate(const std::vector<std::vector<int32_t>>& samples,
-                                           stats::StatsSet* stats, const ProgressFn& progress) {
+absl::Status CalibrationEngine::Run(const std::vector<std::vector<int32_t>>& samples,
+                                    StatsCollector* collector, int64_t* tokens,
+                                    const ProgressFn& progress) {
   const CausalLM& model = *impl_->model;
   const int64_t vocab = model.config().vocab_size;
   for (size_t i = 0; i < samples.size(); ++i) {
@@ -68,9 +81,7 @@ absl::Status CalibrationEngine::Accumulate(const std::vector<std::vector<int32_t
       }
     }
   }
-  const bool tensor_ops = impl_->options.tensor_op_stats || model.device().type() != at::kCPU;
-  StatsCollector collector(model.linears(), tensor_ops);
-  int64_t tokens = 0;
+  *tokens = 0;
   const size_t batch = static_cast<size_t>(impl_->options.batch_size);
   try {
     c10::InferenceMode guard;
@@ -94,14 +105,16 @@ absl::Status CalibrationEngine::Accumulate(const std::vector<std::vector<int32_t
         }
         padded |= s.size() != T;
       }
-      tokens += static_cast<int64_t>(valid.size());
-      // Batch-invariant passes show the observer valid rows only.
-      if (padded && !impl_->options.batch_invariant) {
-        collector.SetValidRows(at::tensor(valid, at::kLong).to(model.device()));
-      } else {
-        collector.SetValidRows(at::Tensor());
+      *tokens += static_cast<int64_t>(valid.size());
+      if (collector != nullptr) {
+        // Batch-invariant passes show the observer valid rows only.
+        if (padded && !impl_->options.batch_invariant) {
+          collector->SetValidRows(at::tensor(valid, at::kLong).to(model.device()));
+        } else {
+          collector->SetValidRows(at::Tensor());
+        }
       }
-      auto out = model.Forward(ids, padded ? mask : at::Tensor(), &collector);
+      auto out = model.Forward(ids, padded ? mask : at::Tensor(), collector);
       if (!out.ok()) return out.status();
       if (progress && !progress(static_cast<int64_t>(end))) {
         return absl::CancelledError(absl::StrCat("cancelled after ", end, " samples"));
@@ -110,6 +123,21 @@ absl::Status CalibrationEngine::Accumulate(const std::vector<std::vector<int32_t
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("calibration batch failed: ", e.what()));
   }
+  return absl::OkStatus();
+}
+
+absl::Status CalibrationEngine::ForwardOnly(const std::vector<std::vector<int32_t>>& samples) {
+  int64_t tokens = 0;
+  return Run(samples, nullptr, &tokens, {});
+}
+
+absl::Status CalibrationEngine::Accumulate(const std::vector<std::vector<int32_t>>& samples,
+                                           stats::StatsSet* stats, const ProgressFn& progress) {
+  const CausalLM& model = *impl_->model;
+  const bool tensor_ops = impl_->options.tensor_op_stats || model.device().type() != at::kCPU;
+  StatsCollector collector(model.linears(), tensor_ops);
+  int64_t tokens = 0;
+  QCAL_RETURN_IF_ERROR(Run(samples, &collector, &tokens, progress));
   stats::StatsSet local;
   for (size_t i = 0; i < collector.linears().size(); ++i) {
     QCAL_RETURN_IF_ERROR(local.Add(stats::LinearStats(collector.linears()[i].name,

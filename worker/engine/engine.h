@@ -24,10 +24,12 @@
 
 namespace qcal {
 
+class StatsCollector;
+
 struct EngineOptions {
   std::string device = "cpu";  // "cpu" or "cuda:N"
   bool bf16 = false;           // linear layers in bfloat16 (see ComputeOptions)
-  int threads = 0;             // libtorch intra-op threads; 0 = one per core
+  int threads = 0;             // compute threads (BLAS pool); 0 = one per core
   int batch_size = 8;          // sequences per forward pass; >= 1
   // Compute statistics with tensor operations even on CPU (the path a GPU uses).
   bool tensor_op_stats = false;
@@ -57,13 +59,20 @@ class CalibrationEngine {
   absl::Status Accumulate(const std::vector<std::vector<int32_t>>& samples,
                           stats::StatsSet* stats, const ProgressFn& progress = {});
 
+  // The same forward passes without statistics (the baseline benchmarks compare with).
+  absl::Status ForwardOnly(const std::vector<std::vector<int32_t>>& samples);
+
  private:
   CalibrationEngine();
+  // Validates samples, then runs them in batches; `observer` may be null.
+  absl::Status Run(const std::vector<std::vector<int32_t>>& samples, StatsCollector* collector,
+                   int64_t* tokens, const ProgressFn& progress);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 
-// Sets libtorch's intra-op thread count (0 = hardware concurrency).
+// Sets the compute threads (0 = hardware concurrency): the BLAS pool when it is
+// OpenBLAS (libtorch's own intra-op pool then stays at 1), else libtorch's pool.
 void SetComputeThreads(int threads);
 
 }  // namespace qcal
