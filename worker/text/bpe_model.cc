@@ -28,8 +28,7 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(
     const std::vector<std::pair<std::string, int32_t>>& vocab,
     const std::vector<std::pair<std::string, std::string>>& merges,
     const BpeModelOptions& options) {
-  std::unique_ptr<BpeModel> model(new BpeModel());
-  model->options_ = options;
+  std::unique_ptr<BpeModel> model(new BpeModel(options));
   absl::flat_hash_map<std::string, int32_t> token_to_id;
   token_to_id.reserve(vocab.size());
   for (const auto& [token, id] : vocab) {
@@ -65,27 +64,19 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(
   return model;
 }
 
-void BpeModel::EncodeWord(absl::string_view word, std::vector<int32_t>* ids) const {
-  if (word.empty()) return;
-  const bool cacheable = word.size() <= options_.max_cached_word_bytes;
-  if (cacheable) {
-    absl::ReaderMutexLock lock(&mu_);
-    auto it = cache_.find(word);
-    if (it != cache_.end()) {
-      ids->insert(ids->end(), it->second.begin(), it->second.end());
-      return;
-    }
-  }
-  const size_t before = ids->size();
-  Merge(word, ids);
-  if (cacheable) {
-    absl::MutexLock lock(&mu_);
-    if (cache_.size() >= options_.cache_capacity) cache_.clear();
-    cache_.emplace(std::string(word), std::vector<int32_t>(ids->begin() + before, ids->end()));
-  }
+void BpeModel::EncodeWords(absl::Span<const absl::string_view> words,
+                           std::vector<int32_t>* ids) const {
+  cache_
+      .EncodeAll(words, ids,
+                 [this](absl::string_view word, std::vector<int32_t>* out) {
+                   Merge(word, out);
+                   return absl::OkStatus();
+                 })
+      .IgnoreError();  // Merge cannot fail
 }
 
 void BpeModel::Merge(absl::string_view word, std::vector<int32_t>* ids) const {
+  if (word.empty()) return;
   if (options_.ignore_merges) {
     auto it = bytes_to_id_.find(word);
     if (it != bytes_to_id_.end()) {

@@ -5,7 +5,7 @@
 // Same result as Hugging Face's BPE::merge_word: repeatedly merge the adjacent
 // pair with the lowest merge rank, the leftmost one on ties.
 //
-// Thread-safe: EncodeWord may be called concurrently (the cache has a mutex).
+// Thread-safe: EncodeWords may be called concurrently (the cache has a mutex).
 #ifndef QCAL_WORKER_TEXT_BPE_MODEL_H_
 #define QCAL_WORKER_TEXT_BPE_MODEL_H_
 
@@ -16,11 +16,10 @@
 #include <utility>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
+#include "worker/text/id_cache.h"
 
 namespace qcal::text {
 
@@ -42,11 +41,12 @@ class BpeModel {
       const std::vector<std::pair<std::string, std::string>>& merges,
       const BpeModelOptions& options);
 
-  // Appends the ids of one pre-token (raw bytes) to `ids`.
-  void EncodeWord(absl::string_view word, std::vector<int32_t>* ids) const;
+  // Appends the ids of each pre-token (raw bytes) of `words`, in order, to `ids`.
+  void EncodeWords(absl::Span<const absl::string_view> words, std::vector<int32_t>* ids) const;
 
  private:
-  BpeModel() = default;
+  explicit BpeModel(const BpeModelOptions& options)
+      : options_(options), cache_(options.cache_capacity, options.max_cached_word_bytes) {}
   void Merge(absl::string_view word, std::vector<int32_t>* ids) const;
 
   struct MergeInfo {
@@ -61,9 +61,7 @@ class BpeModel {
   int32_t byte_id_[256];
   absl::flat_hash_map<uint64_t, MergeInfo> merges_;
   absl::flat_hash_map<std::string, int32_t> bytes_to_id_;  // for ignore_merges
-
-  mutable absl::Mutex mu_;
-  mutable absl::flat_hash_map<std::string, std::vector<int32_t>> cache_ ABSL_GUARDED_BY(mu_);
+  IdCache cache_;
 };
 
 }  // namespace qcal::text

@@ -199,12 +199,18 @@ absl::StatusOr<std::vector<int32_t>> BpeTokenizer::EncodeContent(absl::string_vi
   std::vector<int32_t> ids;
   ids.reserve(text.size() / 3 + 4);
   std::vector<Segment> segments, sub;
+  std::vector<absl::string_view> words;  // pre-tokens not yet given to the model
   std::vector<absl::string_view> pieces, next;
   std::deque<std::string> storage;  // normalized / prefixed text the pieces view into
+  auto added_token = [&](int32_t id) {
+    model_->EncodeWords(words, &ids);
+    words.clear();
+    ids.push_back(id);
+  };
   raw_matcher_.Split(text, &segments);
   for (const Segment& seg : segments) {
     if (seg.id >= 0) {
-      ids.push_back(seg.id);
+      added_token(seg.id);
       continue;
     }
     absl::string_view normalized = seg.text;
@@ -217,7 +223,7 @@ absl::StatusOr<std::vector<int32_t>> BpeTokenizer::EncodeContent(absl::string_vi
     normalized_matcher_.Split(normalized, &sub);
     for (const Segment& s : sub) {
       if (s.id >= 0) {
-        ids.push_back(s.id);
+        added_token(s.id);
         continue;
       }
       pieces.assign(1, s.text);
@@ -236,9 +242,10 @@ absl::StatusOr<std::vector<int32_t>> BpeTokenizer::EncodeContent(absl::string_vi
         }
         pieces.swap(next);
       }
-      for (absl::string_view p : pieces) model_->EncodeWord(p, &ids);
+      words.insert(words.end(), pieces.begin(), pieces.end());
     }
   }
+  model_->EncodeWords(words, &ids);
   return ids;
 }
 

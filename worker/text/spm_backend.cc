@@ -52,16 +52,21 @@ bool ReadField(const std::string& s, size_t* pos, uint64_t* field, size_t* value
 // sentencepiece_model.proto field numbers.
 constexpr uint64_t kModelNormalizerSpec = 3;
 constexpr uint64_t kModelSelfTestData = 4;
+constexpr uint64_t kNormalizerCharsmap = 2;
 constexpr uint64_t kNormalizerAddDummyPrefix = 3;
+constexpr uint64_t kNormalizerRemoveExtraWhitespaces = 4;
+constexpr uint64_t kNormalizerEscapeWhitespaces = 5;
 
 std::string ToString(const sentencepiece::util::Status& s) { return s.ToString(); }
 
 }  // namespace
 
 bool DisableDummyPrefix(const std::string& model_bytes, std::string* out,
-                        bool* had_dummy_prefix) {
+                        bool* had_dummy_prefix, bool* identity_normalizer) {
   out->clear();
-  *had_dummy_prefix = true;  // the proto default
+  // Proto defaults.
+  *had_dummy_prefix = true;
+  bool has_charsmap = false, remove_extra_whitespaces = true, escape_whitespaces = true;
   size_t pos = 0;
   while (pos < model_bytes.size()) {
     const size_t field_start = pos;
@@ -76,16 +81,21 @@ bool DisableDummyPrefix(const std::string& model_bytes, std::string* out,
         uint64_t f;
         size_t vs, e;
         if (!ReadField(spec, &p, &f, &vs, &e)) return false;
-        if (f == kNormalizerAddDummyPrefix) {
+        if (f == kNormalizerCharsmap) has_charsmap = e > vs;
+        if (f == kNormalizerAddDummyPrefix || f == kNormalizerRemoveExtraWhitespaces ||
+            f == kNormalizerEscapeWhitespaces) {
           size_t q = vs;
           uint64_t v;
           if (!ReadVarint(spec, &q, &v)) return false;
-          *had_dummy_prefix = v != 0;
+          if (f == kNormalizerAddDummyPrefix) *had_dummy_prefix = v != 0;
+          if (f == kNormalizerRemoveExtraWhitespaces) remove_extra_whitespaces = v != 0;
+          if (f == kNormalizerEscapeWhitespaces) escape_whitespaces = v != 0;
         }
       }
     }
     out->append(model_bytes, field_start, end - field_start);
   }
+  *identity_normalizer = !has_charsmap && !remove_extra_whitespaces && escape_whitespaces;
   // A second normalizer_spec is merged into the first: only add_dummy_prefix = false.
   out->append("\x1A\x02\x18\x00", 4);
   return true;
@@ -107,7 +117,8 @@ std::unique_ptr<SpmBackend> SpmBackend::Load(const std::string& model_bytes, std
     return nullptr;
   }
   std::string no_prefix;
-  if (!DisableDummyPrefix(model_bytes, &no_prefix, &b->add_dummy_prefix_)) {
+  if (!DisableDummyPrefix(model_bytes, &no_prefix, &b->add_dummy_prefix_,
+                          &b->identity_normalizer_)) {
     *error = "not a well-formed ModelProto";
     return nullptr;
   }

@@ -40,20 +40,27 @@ class SpmBackend {
   int eos_id() const;
   int pad_id() const;
   bool add_dummy_prefix() const { return add_dummy_prefix_; }
+  // The normalizer maps text 1:1 except ' ' -> U+2581 (no precompiled character
+  // map, remove_extra_whitespaces off, escape_whitespaces on), as in Llama 2,
+  // Mistral and Gemma.
+  bool identity_normalizer() const { return identity_normalizer_; }
 
  private:
   SpmBackend();
   struct Impl;
   std::unique_ptr<Impl> impl_;
   bool add_dummy_prefix_ = true;
+  bool identity_normalizer_ = false;
 };
 
 // The serialized ModelProto `model_bytes` with normalizer_spec.add_dummy_prefix set
 // to false and self_test_data dropped (its samples assume the original setting).
 // Returns false if the bytes are not a well-formed protobuf message. Exposed for
 // tests.
+// *identity_normalizer tells whether the normalizer is the identity (see
+// SpmBackend::identity_normalizer).
 bool DisableDummyPrefix(const std::string& model_bytes, std::string* out,
-                        bool* had_dummy_prefix);
+                        bool* had_dummy_prefix, bool* identity_normalizer);
 
 }  // namespace qcal::text
 

@@ -8,12 +8,28 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "worker/text/added_tokens.h"
+#include "worker/text/id_cache.h"
 #include "worker/text/spm_backend.h"
 
 namespace qcal::text {
 namespace {
 
 std::string_view Std(absl::string_view s) { return std::string_view(s.data(), s.size()); }
+
+constexpr absl::string_view kMetaSpace = "\xE2\x96\x81";  // U+2581, SentencePiece's space
+
+// True if no piece holds a non-space character followed by U+2581: then no piece
+// spans a word start, and every word can be encoded on its own (see EncodeChunk).
+bool PiecesStayInsideWords(const SpmBackend& sp) {
+  for (int id = 0; id < sp.piece_size(); ++id) {
+    const std::string piece = sp.IdToPiece(id);
+    for (size_t k = piece.find(Std(kMetaSpace)); k != std::string::npos;
+         k = piece.find(Std(kMetaSpace), k + 1)) {
+      if (k > 0 && (k < 3 || piece.compare(k - 3, 3, Std(kMetaSpace)) != 0)) return false;
+    }
+  }
+  return true;
+}
 
 class SpmTokenizer : public Tokenizer {
  public:
@@ -29,7 +45,14 @@ class SpmTokenizer : public Tokenizer {
   friend absl::StatusOr<std::unique_ptr<Tokenizer>> qcal::text::CreateSpmTokenizer(
       const std::string&, const TokenizerConfig&);
 
+  absl::Status EncodeChunk(absl::string_view text, bool dummy_prefix,
+                           std::vector<int32_t>* ids) const;
+  absl::Status EncodeWhole(absl::string_view text, bool dummy_prefix,
+                           std::vector<int32_t>* ids) const;
+
   std::unique_ptr<SpmBackend> spm_;
+  bool word_split_ = false;  // EncodeChunk may encode word by word (and cache)
+  IdCache cache_{1 << 18, 256};
   AddedTokenMatcher matcher_;
   absl::flat_hash_map<int32_t, std::string> special_text_;  // id -> text for Decode
   bool legacy_ = true;
@@ -52,14 +75,57 @@ absl::StatusOr<std::vector<int32_t>> SpmTokenizer::EncodeContent(absl::string_vi
     }
     // transformers' LlamaTokenizer: the text's first chunk gets the dummy prefix;
     // with legacy=false, chunks after a special token do not.
-    const bool dummy_prefix = i == 0 || legacy_;
-    piece_ids.clear();
-    if (!spm_->Encode(Std(seg.text), dummy_prefix, &piece_ids, &error)) {
-      return absl::InternalError(absl::StrCat("sentencepiece: ", error));
-    }
-    ids.insert(ids.end(), piece_ids.begin(), piece_ids.end());
+    QCAL_RETURN_IF_ERROR(EncodeChunk(seg.text, /*dummy_prefix=*/i == 0 || legacy_, &ids));
   }
   return ids;
+}
+
+absl::Status SpmTokenizer::EncodeWhole(absl::string_view text, bool dummy_prefix,
+                                       std::vector<int32_t>* ids) const {
+  std::vector<int> piece_ids;
+  std::string error;
+  if (!spm_->Encode(Std(text), dummy_prefix, &piece_ids, &error)) {
+    return absl::InternalError(absl::StrCat("sentencepiece: ", error));
+  }
+  ids->insert(ids->end(), piece_ids.begin(), piece_ids.end());
+  return absl::OkStatus();
+}
+
+// With an identity normalizer and no piece spanning a word start, SentencePiece's
+// BPE never merges across the point where a space (or U+2581) follows another
+// character: a merged symbol is always a piece. Each word (the text from one such
+// point to the next) then encodes to the same ids alone as inside the text, so
+// words are encoded separately and cached; the first word alone carries the dummy
+// prefix. libsentencepiece is slow (about 3 MB/s), and this makes the common words
+// of a corpus free.
+absl::Status SpmTokenizer::EncodeChunk(absl::string_view text, bool dummy_prefix,
+                                       std::vector<int32_t>* ids) const {
+  if (!word_split_) return EncodeWhole(text, dummy_prefix, ids);
+  std::vector<absl::string_view> words;
+  size_t start = 0;
+  bool prev_space = false;
+  for (size_t i = 0; i < text.size();) {
+    // Bytes of multi-byte characters are never ' ' nor 0xE2, so stepping bytewise
+    // over other characters is safe.
+    const bool meta = text.substr(i, 3) == kMetaSpace;
+    const bool space = text[i] == ' ' || meta;
+    if (space && i > 0 && !prev_space) {
+      words.push_back(text.substr(start, i - start));
+      start = i;
+    }
+    prev_space = space;
+    i += meta ? 3 : 1;
+  }
+  if (start < text.size()) words.push_back(text.substr(start));
+  if (words.empty()) return absl::OkStatus();
+  absl::Span<const absl::string_view> rest(words);
+  if (dummy_prefix) {  // the first word alone carries the dummy prefix: not cached
+    QCAL_RETURN_IF_ERROR(EncodeWhole(words[0], true, ids));
+    rest.remove_prefix(1);
+  }
+  return cache_.EncodeAll(rest, ids, [this](absl::string_view w, std::vector<int32_t>* out) {
+    return EncodeWhole(w, false, out);
+  });
 }
 
 absl::StatusOr<std::string> SpmTokenizer::Decode(absl::Span<const int32_t> ids) const {
@@ -144,6 +210,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> CreateSpmTokenizer(const std::string&
 
   if (config.add_bos_token.value_or(true) && tok->bos_) tok->prefix_.push_back(*tok->bos_);
   if (config.add_eos_token.value_or(false) && tok->eos_) tok->suffix_.push_back(*tok->eos_);
+  tok->word_split_ = sp.identity_normalizer() && PiecesStayInsideWords(sp);
   tok->spm_ = std::move(spm);
   tok->describe_ = absl::StrCat("tokenizer.model: SentencePiece, ", tok->vocab_size_,
                                 " ids, legacy=", tok->legacy_ ? "true" : "false",

@@ -219,12 +219,32 @@ TEST(SpmTokenizer, LegacyTrueAndAddEos) {
   EXPECT_EQ(Enc(*tok, "Hello", true), Cat({hello, {2}}));
 }
 
+// SpmTokenizer encodes word by word (with a cache) when the model allows it; over
+// the whole calib corpus that must equal libsentencepiece on the whole text.
+TEST(SpmTokenizer, WordByWordEqualsWholeText) {
+  std::string error;
+  auto backend = SpmBackend::Load(ReadFile(kSpm + "/tokenizer.model"), &error);
+  ASSERT_NE(backend, nullptr) << error;
+  auto tok = Load(kSpm);
+  std::ifstream in(kData + "/corpus/sample.jsonl");
+  std::vector<std::string> texts = {"", " ", "  two leading", "trailing  ", "a\xE2\x96\x81" "b \xE2\x96\x81 c",
+                                    "\t tab  \n\n new line", "x" + std::string(600, 'y') + " z"};
+  std::string line;
+  while (std::getline(in, line)) texts.push_back(nlohmann::json::parse(line)["text"]);
+  for (const std::string& t : texts) {
+    std::vector<int> whole;
+    ASSERT_TRUE(backend->Encode(t, true, &whole, &error));
+    EXPECT_EQ(Enc(*tok, t), std::vector<int32_t>(whole.begin(), whole.end())) << t.substr(0, 80);
+  }
+}
+
 TEST(SpmBackend, DisableDummyPrefixRewritesTheProto) {
   std::string out;
-  bool had = false;
-  ASSERT_TRUE(DisableDummyPrefix(ReadFile(kSpm + "/tokenizer.model"), &out, &had));
+  bool had = false, identity = false;
+  ASSERT_TRUE(DisableDummyPrefix(ReadFile(kSpm + "/tokenizer.model"), &out, &had, &identity));
   EXPECT_TRUE(had);
-  EXPECT_FALSE(DisableDummyPrefix("\xFF\xFF\xFF", &out, &had));
+  EXPECT_TRUE(identity);  // trained with --normalization_rule_name=identity
+  EXPECT_FALSE(DisableDummyPrefix("\xFF\xFF\xFF", &out, &had, &identity));
 }
 
 TEST(RegexSplit, WhitespaceFollowsOniguruma) {
