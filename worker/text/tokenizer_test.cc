@@ -267,6 +267,22 @@ TEST(ByteLevel, MapRoundTrips) {
   EXPECT_EQ(Utf8Lossy("a\xE6\x97" "b\xFF"), "a\xEF\xBF\xBD" "b\xEF\xBF\xBD");
 }
 
+// Pathological inputs stay correct and fast: a long whitespace run (PCRE2 falls
+// back from JIT to the interpreter if its stack runs out) and a long single word
+// (the priority-queue merge path).
+TEST(Tokenizer, LongRunsRoundTrip) {
+  auto bpe = Load(kBpe);
+  auto spm = Load(kSpm);
+  for (const std::string& text : {std::string(300000, ' ') + "x", std::string(300000, 'a'),
+                                  "ab" + std::string(100000, '\t') + "\n\n",
+                                  std::string(50000, '=') + " " + std::string(50000, '7')}) {
+    auto ids = Enc(*bpe, text);
+    EXPECT_EQ(*bpe->Decode(ids), text);
+    ids = Enc(*spm, text);
+    EXPECT_EQ(*spm->Decode(ids), text);
+  }
+}
+
 TEST(Tokenizer, ConcurrentEncodeIsConsistent) {
   for (const std::string& dir : {kBpe, kSpm}) {
     auto tok = Load(dir);
