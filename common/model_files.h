@@ -1,0 +1,61 @@
+// The tensors a model folder must hold, derived from config.json and the
+// architecture table, and a cheap check of a folder against them (headers only, no
+// weights read): used by the coordinator at submit time and by the worker's loader,
+// so both agree on what a valid model is.
+#ifndef QCAL_COMMON_MODEL_FILES_H_
+#define QCAL_COMMON_MODEL_FILES_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <map>
+#include <memory>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/model_config.h"
+#include "common/safetensors.h"
+
+namespace qcal {
+
+struct ExpectedTensor {
+  std::string name;  // e.g. "model.layers.0.self_attn.q_proj.weight"
+  std::vector<int64_t> shape;
+  TensorRole role;
+  int64_t layer;     // -1 for global tensors
+  bool optional;     // lm_head.weight of a tied model
+};
+
+// Every tensor `config` needs, in a stable order.
+std::vector<ExpectedTensor> ExpectedTensors(const ModelConfig& config);
+
+// The safetensors files of a model folder: model.safetensors, or
+// model.safetensors.index.json and every shard it names (plain file names only), all
+// opened through the validating reader. Immutable; thread-safe for reading.
+class ModelFiles {
+ public:
+  static absl::StatusOr<std::unique_ptr<ModelFiles>> Open(const std::string& dir);
+  bool Has(const std::string& tensor) const { return shard_of_.count(tensor) != 0; }
+  // The file holding `tensor` and its view. NOT_FOUND names the index or file.
+  absl::StatusOr<std::pair<const SafetensorsFile*, TensorView>> Find(
+      const std::string& tensor) const;
+  // Find plus a shape check against `shape` and a floating dtype.
+  absl::StatusOr<std::pair<const SafetensorsFile*, TensorView>> FindChecked(
+      const ExpectedTensor& expected) const;
+
+ private:
+  std::string where_;  // the index file, or the single file, for errors
+  std::map<std::string, std::string> shard_of_;
+  std::map<std::string, std::unique_ptr<SafetensorsFile>> files_;
+};
+
+// Opens model.safetensors (or the index and every shard it names) through the
+// validating reader and checks that every expected tensor is present with its shape
+// and a floating dtype. Errors name the file and the tensor (NOT_FOUND for missing
+// files or tensors, INVALID_ARGUMENT for corrupt files or misshaped tensors).
+absl::Status CheckModelFiles(const std::string& dir, const ModelConfig& config);
+
+}  // namespace qcal
+
+#endif  // QCAL_COMMON_MODEL_FILES_H_
