@@ -320,4 +320,19 @@ absl::StatusOr<std::vector<std::vector<int32_t>>> Sampler::PackedSamples(int64_t
   return samples;
 }
 
+absl::StatusOr<CorpusSampler> OpenCorpusSampler(const std::string& model_dir,
+                                                const std::string& corpus_path,
+                                                const SamplingOptions& options,
+                                                std::optional<PackingPlan> plan) {
+  QCAL_RETURN_IF_ERROR(ValidateSamplingOptions(options));
+  CorpusSampler out;
+  QCAL_ASSIGN_OR_RETURN(out.tokenizer, LoadTokenizer(model_dir));
+  QCAL_ASSIGN_OR_RETURN(corpus::CorpusIndex index,
+                        corpus::CorpusIndex::Build(corpus_path, CorpusReadOptionsFor(options)));
+  out.index = std::make_unique<corpus::CorpusIndex>(std::move(index));
+  QCAL_ASSIGN_OR_RETURN(out.sampler, Sampler::Create(out.tokenizer.get(), out.index.get(),
+                                                     options, std::move(plan)));
+  return out;
+}
+
 }  // namespace qcal::text

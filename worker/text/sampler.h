@@ -106,6 +106,22 @@ class Sampler {
   std::optional<PackingPlan> plan_;
 };
 
+// Everything a command needs to draw samples from a corpus file for a model: the
+// tokenizer of `model_dir`, the index of `corpus_path` (built with
+// CorpusReadOptionsFor(options): one pass over the corpus) and the sampler over
+// them (packed mode: with `plan` if given, else building it). Members are
+// destroyed sampler first.
+struct CorpusSampler {
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::unique_ptr<corpus::CorpusIndex> index;
+  std::unique_ptr<Sampler> sampler;
+};
+// Errors: those of LoadTokenizer, CorpusIndex::Build and Sampler::Create.
+absl::StatusOr<CorpusSampler> OpenCorpusSampler(const std::string& model_dir,
+                                                const std::string& corpus_path,
+                                                const SamplingOptions& options,
+                                                std::optional<PackingPlan> plan = std::nullopt);
+
 }  // namespace qcal::text
 
 #endif  // QCAL_WORKER_TEXT_SAMPLER_H_

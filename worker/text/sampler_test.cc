@@ -330,5 +330,18 @@ TEST_F(SamplerTest, SkipBadLinesCorpus) {
   EXPECT_EQ(samples[1], *bpe_->Encode("two", true));
 }
 
+TEST_F(SamplerTest, OpenCorpusSamplerBundlesEverything) {
+  SamplingOptions o = Options(SamplingMode::kPacked, SamplingOrder::kShuffled, 8, 128);
+  auto bundle = OpenCorpusSampler(kData + "/models/llama-small", kCalib, o);
+  ASSERT_TRUE(bundle.ok()) << bundle.status();
+  EXPECT_EQ(bundle->index->num_documents(), 2329);
+  EXPECT_EQ(*bundle->sampler->Samples(0, 8), *(*Sampler::Create(bpe_, calib_, o))->Samples(0, 8));
+  auto missing = OpenCorpusSampler(kData + "/models/llama-small", "/nonexistent.jsonl", o);
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  o.seq_len = 0;
+  EXPECT_EQ(OpenCorpusSampler(kData + "/models/llama-small", kCalib, o).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace qcal::text
