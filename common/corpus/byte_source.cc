@@ -1,6 +1,7 @@
 #include "common/corpus/byte_source.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zstd.h>
 
@@ -219,6 +220,11 @@ absl::StatusOr<std::unique_ptr<ByteSource>> OpenByteSource(const std::string& pa
   int raw = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (raw < 0) return ErrnoError(path, "cannot open", errno);
   auto fd = std::make_unique<Fd>(raw);
+  struct stat st;
+  if (::fstat(raw, &st) == 0 && S_ISDIR(st.st_mode)) {
+    return CorpusError(absl::StatusCode::kInvalidArgument, path, 0,
+                       "is a directory, not a corpus file");
+  }
   unsigned char head[4] = {0, 0, 0, 0};
   size_t have = 0;
   while (have < sizeof(head)) {

@@ -279,6 +279,11 @@ TEST(CorpusReader, MissingFileAndUnknownFormat) {
   EXPECT_EQ(docs.status().code(), absl::StatusCode::kNotFound);
   EXPECT_TRUE(absl::StrContains(docs.status().message(), "/nonexistent/dir/corpus.jsonl"));
 
+  docs = ReadAll(::testing::TempDir() + "/", {CorpusFormat::kJsonl});
+  ASSERT_FALSE(docs.ok());
+  EXPECT_EQ(docs.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(docs.status().message(), "is a directory")) << docs.status();
+
   std::string path = WriteFile("corpus.csv", "a,b\n");
   docs = ReadAll(path);
   ASSERT_FALSE(docs.ok());
