@@ -1,0 +1,985 @@
+#include "server/core/coordinator.h"
+
+#include <algorithm>
+#include <cinttypes>
+#include <cmath>
+#include <cstdio>
+#include <random>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/corpus/corpus_index.h"
+#include "common/model_config.h"
+#include "common/model_files.h"
+#include "common/stats/stats_proto.h"
+#include "common/status_macros.h"
+#include "google/protobuf/util/message_differencer.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace qcal::server {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+
+constexpr int64_t kMaxSamples = 10'000'000;
+constexpr char kMetaNextJob[] = "next_job_seq";
+
+std::string ShardKey(const std::string& job, int64_t shard) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "/%012" PRId64, shard);
+  return job + buf;
+}
+
+std::string StatsKey(const std::string& job, int64_t linear) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "/%06" PRId64, linear);
+  return job + buf;
+}
+
+bool IsFinal(v1::JobState s) {
+  return s == v1::JOB_CALIBRATED || s == v1::JOB_FAILED || s == v1::JOB_CANCELLED;
+}
+
+int64_t ToMs(absl::Time t) { return absl::ToUnixMillis(t); }
+
+google::protobuf::Timestamp ToProto(absl::Time t) {
+  return TimeUtil::MillisecondsToTimestamp(absl::ToUnixMillis(t));
+}
+
+absl::Status Corrupt(const std::string& what) {
+  return absl::DataLossError(absl::StrCat("stored record ", what, " is corrupt"));
+}
+
+}  // namespace
+
+Coordinator::Coordinator(Store* store, CoordinatorOptions options, Metrics* metrics,
+                         PathPolicy paths)
+    : store_(store), options_(std::move(options)), metrics_(metrics), paths_(std::move(paths)) {}
+
+absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(Store* store,
+                                                                 CoordinatorOptions options,
+                                                                 Metrics* metrics) {
+  QCAL_ASSIGN_OR_RETURN(PathPolicy paths, PathPolicy::Create(options.data_roots));
+  if (options.lease_duration <= absl::ZeroDuration() || options.max_shard_attempts < 1) {
+    return absl::InvalidArgumentError("lease duration and max shard attempts must be positive");
+  }
+  std::unique_ptr<Coordinator> c(new Coordinator(store, std::move(options), metrics, std::move(paths)));
+  {
+    absl::MutexLock lock(&c->mu_);
+    QCAL_RETURN_IF_ERROR(c->Load());
+    std::random_device rd;
+    c->id_salt_ = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+    c->UpdateGauges();
+  }
+  return c;
+}
+
+absl::Status Coordinator::Load() {
+  QCAL_ASSIGN_OR_RETURN(auto next, store_->Get(Family::kMeta, kMetaNextJob));
+  if (next && !absl::SimpleAtoi(*next, &next_job_seq_)) return Corrupt(kMetaNextJob);
+  absl::Status st;
+  QCAL_RETURN_IF_ERROR(store_->Scan(Family::kJobs, "", [&](const std::string& key, const std::string& value) {
+    v1::JobRecord r;
+    if (!r.ParseFromString(value)) {
+      st = Corrupt("jobs/" + key);
+      return false;
+    }
+    if (!r.request_id().empty()) request_ids_[r.request_id()] = key;
+    jobs_.emplace(key, JobView());
+    return true;
+  }));
+  QCAL_RETURN_IF_ERROR(st);
+  for (auto& [id, j] : jobs_) QCAL_RETURN_IF_ERROR(LoadJob(id, &j));
+  QCAL_RETURN_IF_ERROR(store_->Scan(Family::kTasks, "", [&](const std::string& key, const std::string& value) {
+    v1::TaskRecord t;
+    if (!t.ParseFromString(value)) {
+      st = Corrupt("tasks/" + key);
+      return false;
+    }
+    if (t.state() == v1::TASK_LEASED) tasks_[key] = t;
+    return true;
+  }));
+  return st;
+}
+
+absl::Status Coordinator::LoadJob(const std::string& id, JobView* j) {
+  QCAL_ASSIGN_OR_RETURN(auto value, store_->Get(Family::kJobs, id));
+  if (!value) return absl::NotFoundError(absl::StrCat("job ", id, " vanished from the store"));
+  if (!j->record.ParseFromString(*value)) return Corrupt("jobs/" + id);
+  j->linear_index.clear();
+  for (int i = 0; i < j->record.linear_names_size(); ++i) j->linear_index[j->record.linear_names(i)] = i;
+  j->shards.assign(j->record.job().progress().shards_total(), v1::ShardRecord());
+  j->pending.clear();
+  absl::Status st;
+  QCAL_RETURN_IF_ERROR(store_->Scan(Family::kShards, id + "/", [&](const std::string& key, const std::string& value) {
+    int64_t index = 0;
+    v1::ShardRecord s;
+    if (!absl::SimpleAtoi(key.substr(id.size() + 1), &index) || index < 0 ||
+        index >= static_cast<int64_t>(j->shards.size()) || !s.ParseFromString(value)) {
+      st = Corrupt("shards/" + key);
+      return false;
+    }
+    j->shards[index] = s;
+    if (s.state() == v1::SHARD_PENDING) j->pending.insert(index);
+    return true;
+  }));
+  return st;
+}
+
+absl::Status Coordinator::WriteOrReload(const WriteBatch& b, const std::string& job_id) {
+  absl::Status st = store_->Write(b);
+  if (st.ok()) return st;
+  // The in-memory view of the job was changed ahead of the write: restore it from
+  // the store, which the failed batch did not touch.
+  JobView fresh;
+  if (LoadJob(job_id, &fresh).ok()) jobs_[job_id] = std::move(fresh);
+  for (auto it = tasks_.begin(); it != tasks_.end();) {
+    if (it->second.job_id() != job_id) {
+      ++it;
+      continue;
+    }
+    auto stored = store_->Get(Family::kTasks, it->first);
+    v1::TaskRecord t;
+    if (stored.ok() && *stored && t.ParseFromString(**stored) &&
+        (t.state() == v1::TASK_LEASED || t.state() == v1::TASK_CANCELLED)) {
+      it->second = t;
+      ++it;
+    } else {
+      it = tasks_.erase(it);
+    }
+  }
+  return st;
+}
+
+std::string Coordinator::NewId(const std::string& prefix) {
+  id_salt_ = id_salt_ * 6364136223846793005ull + 1442695040888963407ull;
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%s%016" PRIx64, prefix.c_str(), id_salt_);
+  return buf;
+}
+
+void Coordinator::PutJob(WriteBatch& b, const JobView& j) {
+  b.Put(Family::kJobs, j.record.job().id(), j.record.SerializeAsString());
+}
+
+void Coordinator::PutShard(WriteBatch& b, const std::string& job_id, int64_t shard,
+                           const v1::ShardRecord& s) {
+  b.Put(Family::kShards, ShardKey(job_id, shard), s.SerializeAsString());
+}
+
+void Coordinator::PutTask(WriteBatch& b, const v1::TaskRecord& t) {
+  b.Put(Family::kTasks, t.task_id(), t.SerializeAsString());
+}
+
+void Coordinator::Touch(JobView& j) {
+  v1::Job* job = j.record.mutable_job();
+  job->set_version(job->version() + 1);
+  *job->mutable_update_time() = ToProto(options_.now());
+  int64_t leased = 0;
+  for (const auto& s : j.shards) leased += s.state() == v1::SHARD_LEASED;
+  job->mutable_progress()->set_shards_leased(leased);
+}
+
+void Coordinator::FailJob(JobView& j, const std::string& error) {
+  v1::Job* job = j.record.mutable_job();
+  job->set_state(v1::JOB_FAILED);
+  job->set_error(error);
+}
+
+int64_t Coordinator::SamplesOfShards(const JobView& j, int64_t begin, int64_t end) const {
+  const int64_t size = j.record.shard_size();
+  const int64_t total = j.record.job().progress().samples_total();
+  return std::min(total, end * size) - std::min(total, begin * size);
+}
+
+// ---------------------------------------------------------------- validation
+
+absl::Status Coordinator::ValidateSpec(v1::JobSpec& spec, v1::Job& job,
+                                       std::vector<std::string>* names, std::vector<int64_t>* in,
+                                       std::vector<int64_t>* out) const {
+  v1::SamplingOptions* s = spec.mutable_sampling();
+  if (!s->has_num_samples()) s->set_num_samples(512);
+  if (!s->has_seq_len()) s->set_seq_len(512);
+  if (s->mode().empty()) s->set_mode("document");
+  if (s->order().empty()) s->set_order("shuffled");
+  if (!s->has_seed()) s->set_seed(42);
+  if (spec.shard_size() == 0) spec.set_shard_size(16);
+  if (spec.report_interval_seconds() == 0) spec.set_report_interval_seconds(30);
+  if (spec.batch_size() == 0) spec.set_batch_size(8);
+  auto range = [](const char* name, int64_t v, int64_t lo, int64_t hi) -> absl::Status {
+    if (v < lo || v > hi) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, " = ", v, " is out of range [", lo, ", ", hi, "]"));
+    }
+    return absl::OkStatus();
+  };
+  QCAL_RETURN_IF_ERROR(range("sampling.num_samples", s->num_samples(), 1, kMaxSamples));
+  QCAL_RETURN_IF_ERROR(range("sampling.seq_len", s->seq_len(), 1, 1 << 20));
+  QCAL_RETURN_IF_ERROR(range("sampling.skip_docs", s->skip_docs(), 0, int64_t{1} << 40));
+  QCAL_RETURN_IF_ERROR(range("shard_size", spec.shard_size(), 1, 4096));
+  QCAL_RETURN_IF_ERROR(range("report_interval_seconds", spec.report_interval_seconds(), 1, 3600));
+  QCAL_RETURN_IF_ERROR(range("batch_size", spec.batch_size(), 1, 1024));
+  if (s->mode() != "document" && s->mode() != "packed") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sampling.mode \"", s->mode(), "\" is not document or packed"));
+  }
+  if (s->order() != "sequential" && s->order() != "shuffled") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sampling.order \"", s->order(), "\" is not sequential or shuffled"));
+  }
+  if (spec.display_name().size() > 256) {
+    return absl::InvalidArgumentError("display_name is longer than 256 bytes");
+  }
+
+  QCAL_ASSIGN_OR_RETURN(std::string model, paths_.Resolve("spec.model", spec.model()));
+  QCAL_ASSIGN_OR_RETURN(std::string corpus, paths_.Resolve("spec.corpus", spec.corpus()));
+  QCAL_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(model));
+  if (s->seq_len() > config.max_position_embeddings) {
+    return absl::InvalidArgumentError(absl::StrCat("sampling.seq_len ", s->seq_len(),
+                                                   " exceeds the model's max_position_embeddings ",
+                                                   config.max_position_embeddings));
+  }
+  QCAL_RETURN_IF_ERROR(CheckModelFiles(model, config));
+
+  corpus::CorpusReadOptions read;
+  read.skip_bad_records = s->skip_bad_lines();
+  QCAL_ASSIGN_OR_RETURN(corpus::CorpusStats cs, corpus::ValidateCorpus(corpus, read));
+  const int64_t usable = cs.documents - s->skip_docs();
+  if (usable <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("spec.corpus ", corpus, " has no usable document",
+                                                   s->skip_docs() ? " after sampling.skip_docs" : ""));
+  }
+  if (s->mode() == "document" && usable < s->num_samples()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "spec.corpus ", corpus, " has ", usable, " usable documents, fewer than sampling.num_samples ",
+        s->num_samples(), " (document mode takes one sample per document)"));
+  }
+  job.set_resolved_model(model);
+  job.set_resolved_corpus(corpus);
+  job.set_architecture(config.model_type);
+  for (const LinearModule& l : LinearModules(config)) {
+    names->push_back(l.name);
+    in->push_back(l.in_features);
+    out->push_back(l.out_features);
+  }
+  job.set_linear_modules(static_cast<int32_t>(names->size()));
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------- client API
+
+absl::StatusOr<v1::Job> Coordinator::SubmitJob(const v1::SubmitJobRequest& request) {
+  if (request.request_id().size() > 128) {
+    return absl::InvalidArgumentError("request_id is longer than 128 bytes");
+  }
+  if (!request.request_id().empty()) {
+    absl::MutexLock lock(&mu_);
+    auto it = request_ids_.find(request.request_id());
+    if (it != request_ids_.end()) {
+      const JobView& j = jobs_.at(it->second);
+      v1::JobSpec original = request.spec();
+      // Compare against the spec as submitted (defaults may have been filled in).
+      v1::Job scratch;
+      std::vector<std::string> n;
+      std::vector<int64_t> a, b;
+      if (!ValidateSpec(original, scratch, &n, &a, &b).ok() ||
+          !google::protobuf::util::MessageDifferencer::Equals(original, j.record.job().spec())) {
+        return absl::AlreadyExistsError(absl::StrCat("request_id \"", request.request_id(),
+                                                     "\" was used for job ", it->second,
+                                                     " with a different spec"));
+      }
+      return j.record.job();
+    }
+  }
+  // Validation reads files: do it outside the lock.
+  v1::JobSpec spec = request.spec();
+  v1::Job job;
+  std::vector<std::string> names;
+  std::vector<int64_t> in, out;
+  QCAL_RETURN_IF_ERROR(ValidateSpec(spec, job, &names, &in, &out));
+
+  std::string id;
+  {
+    absl::MutexLock lock(&mu_);
+    int64_t active = 0;
+    for (const auto& [_, j] : jobs_) active += !IsFinal(j.record.job().state());
+    if (active >= options_.max_active_jobs) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("too many active jobs (", active, "); wait for some to finish"));
+    }
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "job-%06" PRId64 "-", next_job_seq_);
+    id = buf + NewId("").substr(12);
+    JobView j;
+    v1::JobRecord& r = j.record;
+    *job.mutable_spec() = spec;
+    job.set_id(id);
+    job.set_state(v1::JOB_PENDING);
+    const int64_t samples = spec.sampling().num_samples();
+    const int64_t shards = (samples + spec.shard_size() - 1) / spec.shard_size();
+    job.mutable_progress()->set_shards_total(shards);
+    job.mutable_progress()->set_samples_total(samples);
+    *job.mutable_create_time() = ToProto(options_.now());
+    *r.mutable_job() = job;
+    r.set_next_task_seq(1);
+    r.set_request_id(request.request_id());
+    r.set_shard_size(spec.shard_size());
+    for (size_t i = 0; i < names.size(); ++i) {
+      r.add_linear_names(names[i]);
+      r.add_linear_in(in[i]);
+      r.add_linear_out(out[i]);
+      j.linear_index[names[i]] = static_cast<int>(i);
+    }
+    Touch(j);
+    WriteBatch b;
+    j.shards.resize(shards);
+    for (int64_t s = 0; s < shards; ++s) {
+      j.shards[s].set_state(v1::SHARD_PENDING);
+      j.pending.insert(s);
+      PutShard(b, id, s, j.shards[s]);
+    }
+    PutJob(b, j);
+    b.Put(Family::kMeta, kMetaNextJob, absl::StrCat(next_job_seq_ + 1));
+    QCAL_RETURN_IF_ERROR(store_->Write(b));
+    ++next_job_seq_;
+    if (!request.request_id().empty()) request_ids_[request.request_id()] = id;
+    job = j.record.job();
+    jobs_.emplace(id, std::move(j));
+    UpdateGauges();
+  }
+  return job;
+}
+
+absl::StatusOr<v1::Job> Coordinator::GetJob(const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job \"", job_id, "\""));
+  return it->second.record.job();
+}
+
+absl::StatusOr<v1::ListJobsResponse> Coordinator::ListJobs(const v1::ListJobsRequest& request) {
+  int page = request.page_size() == 0 ? 50 : request.page_size();
+  if (page < 0 || page > 1000) {
+    return absl::InvalidArgumentError(absl::StrCat("page_size ", page, " is out of range [1, 1000]"));
+  }
+  absl::MutexLock lock(&mu_);
+  if (!request.page_token().empty() && !absl::StartsWith(request.page_token(), "job-")) {
+    return absl::InvalidArgumentError("page_token is not one this server returned");
+  }
+  v1::ListJobsResponse resp;
+  // Ids sort by creation; newest first.
+  auto it = request.page_token().empty() ? jobs_.end() : jobs_.lower_bound(request.page_token());
+  while (it != jobs_.begin()) {
+    --it;
+    const v1::Job& job = it->second.record.job();
+    if (request.state() != v1::JOB_STATE_UNSPECIFIED && job.state() != request.state()) continue;
+    if (resp.jobs_size() == page) {
+      resp.set_next_page_token(resp.jobs(page - 1).id());
+      break;
+    }
+    *resp.add_jobs() = job;
+  }
+  return resp;
+}
+
+absl::StatusOr<v1::Job> Coordinator::CancelJob(const std::string& job_id) {
+  v1::Job result;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = jobs_.find(job_id);
+    if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job \"", job_id, "\""));
+    JobView& j = it->second;
+    if (IsFinal(j.record.job().state())) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "job ", job_id, " is already ", v1::JobState_Name(j.record.job().state())));
+    }
+    JobView& next = j;
+    next.record.mutable_job()->set_state(v1::JOB_CANCELLED);
+    Touch(next);
+    WriteBatch b;
+    PutJob(b, next);
+    // Leased tasks keep their records (heartbeats then say "cancelled") until expiry.
+    std::vector<v1::TaskRecord> cancelled;
+    for (auto& [id, t] : tasks_) {
+      if (t.job_id() != job_id) continue;
+      v1::TaskRecord c = t;
+      c.set_state(v1::TASK_CANCELLED);
+      PutTask(b, c);
+      cancelled.push_back(c);
+    }
+    QCAL_RETURN_IF_ERROR(WriteOrReload(b, job_id));
+    for (const auto& c : cancelled) tasks_[c.task_id()] = c;
+    result = j.record.job();
+    UpdateGauges();
+  }
+  Notify({job_id});
+  return result;
+}
+
+absl::Status Coordinator::StreamStats(const std::string& job_id, bool allow_partial,
+                                      int64_t max_chunk_bytes,
+                                      const std::function<bool(const v1::JobStatsChunk&)>& fn) {
+  v1::Job job;
+  std::vector<std::string> names;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = jobs_.find(job_id);
+    if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job \"", job_id, "\""));
+    job = it->second.record.job();
+    names.assign(it->second.record.linear_names().begin(), it->second.record.linear_names().end());
+  }
+  if (job.state() != v1::JOB_CALIBRATED && !allow_partial) {
+    return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " is ",
+                                                      v1::JobState_Name(job.state()),
+                                                      ", not calibrated (ask for partial statistics)"));
+  }
+  v1::JobStatsChunk chunk;
+  chunk.set_job_id(job_id);
+  chunk.set_state(job.state());
+  chunk.set_tokens(job.progress().tokens_done());
+  chunk.set_samples(job.progress().samples_done());
+  int64_t bytes = 0;
+  for (size_t i = 0; i < names.size(); ++i) {
+    QCAL_ASSIGN_OR_RETURN(auto value, store_->Get(Family::kStats, StatsKey(job_id, i)));
+    if (!value) continue;  // no report yet (partial)
+    if (!chunk.add_linears()->ParseFromString(*value)) return Corrupt("stats of " + names[i]);
+    bytes += static_cast<int64_t>(value->size());
+    if (bytes >= max_chunk_bytes) {
+      if (!fn(chunk)) return absl::OkStatus();
+      chunk = v1::JobStatsChunk();
+      bytes = 0;
+    }
+  }
+  if (chunk.linears_size() > 0 || !chunk.job_id().empty()) fn(chunk);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> Coordinator::Watch(const std::string& job_id,
+                                           std::function<void(const v1::Job&)> fn) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!jobs_.count(job_id)) return absl::NotFoundError(absl::StrCat("no job \"", job_id, "\""));
+  }
+  absl::MutexLock lock(&watch_mu_);
+  const int64_t h = next_watch_++;
+  watchers_[h] = {job_id, std::move(fn)};
+  return h;
+}
+
+void Coordinator::Unwatch(int64_t handle) {
+  absl::MutexLock lock(&watch_mu_);
+  watchers_.erase(handle);
+}
+
+void Coordinator::Notify(const std::set<std::string>& jobs) {
+  if (jobs.empty()) return;
+  std::map<std::string, v1::Job> snapshot;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& id : jobs) {
+      auto it = jobs_.find(id);
+      if (it != jobs_.end()) snapshot[id] = it->second.record.job();
+    }
+  }
+  std::vector<std::pair<std::function<void(const v1::Job&)>, const v1::Job*>> calls;
+  {
+    absl::MutexLock lock(&watch_mu_);
+    for (const auto& [h, w] : watchers_) {
+      auto it = snapshot.find(w.first);
+      if (it != snapshot.end()) calls.emplace_back(w.second, &it->second);
+    }
+  }
+  for (auto& [fn, job] : calls) fn(*job);
+}
+
+// ---------------------------------------------------------------- operations
+
+namespace {
+
+absl::StatusOr<std::string> OperationId(const std::string& name) {
+  if (!absl::StartsWith(name, "operations/") || name.size() == 11 || name.size() > 200) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("operation name \"", name, "\" is not \"operations/<id>\""));
+  }
+  return name.substr(11);
+}
+
+}  // namespace
+
+absl::StatusOr<v1::Operation> Coordinator::GetOperation(const std::string& name) {
+  QCAL_ASSIGN_OR_RETURN(std::string id, OperationId(name));
+  QCAL_ASSIGN_OR_RETURN(auto value, store_->Get(Family::kOperations, id));
+  if (!value) return absl::NotFoundError(absl::StrCat("no operation \"", name, "\""));
+  v1::OperationRecord r;
+  if (!r.ParseFromString(*value)) return Corrupt("operations/" + id);
+  return r.operation();
+}
+
+absl::StatusOr<v1::ListOperationsResponse> Coordinator::ListOperations(
+    const v1::ListOperationsRequest& req) {
+  int page = req.page_size() == 0 ? 100 : req.page_size();
+  if (page < 0 || page > 1000) {
+    return absl::InvalidArgumentError(absl::StrCat("page_size ", page, " is out of range [1, 1000]"));
+  }
+  std::string job;
+  if (!req.filter().empty()) {
+    if (!absl::StartsWith(req.filter(), "job=")) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("filter \"", req.filter(), "\" is not empty or \"job=<id>\""));
+    }
+    job = req.filter().substr(4);
+  }
+  std::vector<v1::OperationRecord> all;
+  absl::Status st;
+  QCAL_RETURN_IF_ERROR(store_->Scan(Family::kOperations, "", [&](const std::string& key,
+                                                                  const std::string& value) {
+    v1::OperationRecord r;
+    if (!r.ParseFromString(value)) {
+      st = Corrupt("operations/" + key);
+      return false;
+    }
+    if (job.empty() || r.job_id() == job) all.push_back(std::move(r));
+    return true;
+  }));
+  QCAL_RETURN_IF_ERROR(st);
+  std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) {
+    return a.create_ms() != b.create_ms() ? a.create_ms() > b.create_ms()
+                                          : a.operation().name() > b.operation().name();
+  });
+  size_t start = 0;
+  if (!req.page_token().empty()) {
+    if (!absl::SimpleAtoi(req.page_token(), &start) || start > all.size()) {
+      return absl::InvalidArgumentError("page_token is not one this server returned");
+    }
+  }
+  v1::ListOperationsResponse resp;
+  for (size_t i = start; i < all.size() && resp.operations_size() < page; ++i) {
+    *resp.add_operations() = all[i].operation();
+  }
+  if (start + resp.operations_size() < all.size()) {
+    resp.set_next_page_token(absl::StrCat(start + resp.operations_size()));
+  }
+  return resp;
+}
+
+absl::Status Coordinator::CancelOperation(const std::string& name) {
+  QCAL_ASSIGN_OR_RETURN(std::string id, OperationId(name));
+  absl::MutexLock lock(&mu_);
+  QCAL_ASSIGN_OR_RETURN(auto value, store_->Get(Family::kOperations, id));
+  if (!value) return absl::NotFoundError(absl::StrCat("no operation \"", name, "\""));
+  v1::OperationRecord r;
+  if (!r.ParseFromString(*value)) return Corrupt("operations/" + id);
+  if (r.operation().done()) return absl::OkStatus();
+  r.mutable_operation()->set_done(true);
+  r.mutable_operation()->mutable_error()->set_code(static_cast<int>(absl::StatusCode::kCancelled));
+  r.mutable_operation()->mutable_error()->set_message("cancelled by CancelOperation");
+  WriteBatch b;
+  b.Put(Family::kOperations, id, r.SerializeAsString());
+  QCAL_RETURN_IF_ERROR(store_->Write(b));
+  operations_changed_.SignalAll();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::Operation> Coordinator::WaitOperation(const std::string& name,
+                                                         absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + std::min(timeout, absl::Seconds(60));
+  while (true) {
+    QCAL_ASSIGN_OR_RETURN(v1::Operation op, GetOperation(name));
+    if (op.done() || absl::Now() >= deadline) return op;
+    absl::MutexLock lock(&mu_);
+    operations_changed_.WaitWithDeadline(&mu_, std::min(deadline, absl::Now() + absl::Seconds(1)));
+  }
+}
+
+// ---------------------------------------------------------------- worker API
+
+absl::StatusOr<v1::RegisterWorkerResponse> Coordinator::RegisterWorker(
+    const v1::RegisterWorkerRequest& r) {
+  if (r.name().size() > 256) return absl::InvalidArgumentError("worker name is longer than 256 bytes");
+  absl::MutexLock lock(&mu_);
+  v1::RegisterWorkerResponse resp;
+  resp.set_worker_id(NewId("w-"));
+  resp.set_heartbeat_interval_ms(static_cast<int32_t>(absl::ToInt64Milliseconds(options_.heartbeat_interval)));
+  workers_[resp.worker_id()] = {r.name(), options_.now()};
+  UpdateGauges();
+  return resp;
+}
+
+absl::StatusOr<v1::LeaseTaskResponse> Coordinator::LeaseTask(const v1::LeaseTaskRequest& r) {
+  std::set<std::string> changed;
+  v1::LeaseTaskResponse resp;
+  {
+    absl::MutexLock lock(&mu_);
+    auto w = workers_.find(r.worker_id());
+    if (w == workers_.end()) {
+      return absl::NotFoundError(absl::StrCat("unknown worker \"", r.worker_id(),
+                                              "\" (the coordinator restarted?); register again"));
+    }
+    const absl::Time now = options_.now();
+    w->second.last_seen = now;
+    // Oldest runnable job first, preferring the model the worker has loaded.
+    JobView* chosen = nullptr;
+    for (auto& [id, j] : jobs_) {
+      if (IsFinal(j.record.job().state()) || j.pending.empty()) continue;
+      if (chosen == nullptr) chosen = &j;
+      if (!r.loaded_model().empty() && j.record.job().resolved_model() == r.loaded_model()) {
+        chosen = &j;
+        break;
+      }
+    }
+    if (chosen == nullptr) {
+      resp.set_retry_after_ms(500);
+      return resp;
+    }
+    JobView& next = *chosen;
+    const v1::Job& job = next.record.job();
+    // Size the task so it takes about report_interval_seconds at the measured speed.
+    int64_t want = 1;
+    if (next.record.samples_per_second() > 0) {
+      const double samples = next.record.samples_per_second() * job.spec().report_interval_seconds();
+      want = std::max<int64_t>(1, static_cast<int64_t>(samples / next.record.shard_size()));
+    }
+    const int64_t begin = *next.pending.begin();
+    int64_t end = begin;
+    while (end - begin < want && next.pending.count(end)) ++end;
+
+    v1::TaskRecord t;
+    t.set_task_id(absl::StrCat(job.id(), ".t", next.record.next_task_seq()));
+    next.record.set_next_task_seq(next.record.next_task_seq() + 1);
+    t.set_job_id(job.id());
+    t.set_shard_begin(begin);
+    t.set_shard_end(end);
+    t.set_lease_id(NewId("lease-"));
+    t.set_worker_id(r.worker_id());
+    t.set_state(v1::TASK_LEASED);
+    t.set_leased_at_ms(ToMs(now));
+    t.set_deadline_ms(ToMs(now + options_.lease_duration));
+    WriteBatch b;
+    for (int64_t s = begin; s < end; ++s) {
+      next.pending.erase(s);
+      next.shards[s].set_state(v1::SHARD_LEASED);
+      next.shards[s].set_task_id(t.task_id());
+      PutShard(b, job.id(), s, next.shards[s]);
+    }
+    if (job.state() == v1::JOB_PENDING) next.record.mutable_job()->set_state(v1::JOB_RUNNING);
+    Touch(next);
+    PutJob(b, next);
+    PutTask(b, t);
+    QCAL_RETURN_IF_ERROR(WriteOrReload(b, t.job_id()));
+    tasks_[t.task_id()] = t;
+
+    const v1::Job& cur = chosen->record.job();
+    v1::Task* task = resp.mutable_task();
+    task->set_task_id(t.task_id());
+    task->set_job_id(cur.id());
+    task->set_kind(v1::TASK_CALIBRATE);
+    task->set_lease_id(t.lease_id());
+    *task->mutable_lease_deadline() = TimeUtil::MillisecondsToTimestamp(t.deadline_ms());
+    task->set_model(cur.resolved_model());
+    task->set_corpus(cur.resolved_corpus());
+    *task->mutable_sampling() = cur.spec().sampling();
+    task->set_shard_begin(begin);
+    task->set_shard_end(end);
+    const int64_t size = chosen->record.shard_size();
+    const int64_t total = cur.progress().samples_total();
+    task->set_sample_begin(std::min(total, begin * size));
+    task->set_sample_end(std::min(total, end * size));
+    task->set_batch_size(cur.spec().batch_size());
+    changed.insert(cur.id());
+    UpdateGauges();
+  }
+  Notify(changed);
+  return resp;
+}
+
+absl::StatusOr<v1::HeartbeatResponse> Coordinator::Heartbeat(const v1::HeartbeatRequest& r) {
+  absl::MutexLock lock(&mu_);
+  if (auto w = workers_.find(r.worker_id()); w != workers_.end()) w->second.last_seen = options_.now();
+  auto it = tasks_.find(r.task_id());
+  if (it == tasks_.end()) {
+    QCAL_ASSIGN_OR_RETURN(auto stored, store_->Get(Family::kTasks, r.task_id()));
+    if (!stored) return absl::NotFoundError(absl::StrCat("no task \"", r.task_id(), "\""));
+    return absl::FailedPreconditionError(
+        absl::StrCat("task ", r.task_id(), " is no longer leased (expired, failed or done)"));
+  }
+  v1::TaskRecord& t = it->second;
+  if (t.lease_id() != r.lease_id() || t.worker_id() != r.worker_id()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("lease ", r.lease_id(), " of task ", r.task_id(), " is not current"));
+  }
+  v1::HeartbeatResponse resp;
+  const JobView& j = jobs_.at(t.job_id());
+  if (t.state() == v1::TASK_CANCELLED || IsFinal(j.record.job().state())) {
+    resp.set_cancelled(true);
+    *resp.mutable_lease_deadline() = TimeUtil::MillisecondsToTimestamp(t.deadline_ms());
+    return resp;
+  }
+  v1::TaskRecord next = t;
+  next.set_deadline_ms(ToMs(options_.now() + options_.lease_duration));
+  next.set_samples_done(r.samples_done());
+  WriteBatch b;
+  PutTask(b, next);
+  QCAL_RETURN_IF_ERROR(store_->Write(b));
+  t = next;
+  *resp.mutable_lease_deadline() = TimeUtil::MillisecondsToTimestamp(t.deadline_ms());
+  return resp;
+}
+
+absl::StatusOr<v1::CompleteTaskResponse> Coordinator::CompleteTask(
+    const v1::CompleteTaskHeader& header, const std::vector<v1::LinearStatsProto>& linears) {
+  const absl::Time start = absl::Now();
+  // Phase 1 (locked): identify the task and the layout its result must have.
+  std::vector<std::string> names;
+  std::vector<int64_t> in, out;
+  std::string job_id;
+  int64_t expected_samples = 0;
+  auto check_lease = [&](const v1::TaskRecord* t) -> absl::Status {
+    if (t == nullptr) {
+      QCAL_ASSIGN_OR_RETURN(auto stored, store_->Get(Family::kTasks, header.task_id()));
+      if (!stored) return absl::NotFoundError(absl::StrCat("no task \"", header.task_id(), "\""));
+      v1::TaskRecord rec;
+      if (!rec.ParseFromString(*stored)) return Corrupt("tasks/" + header.task_id());
+      if (rec.state() == v1::TASK_DONE && rec.lease_id() == header.lease_id()) {
+        return absl::AlreadyExistsError(absl::StrCat("task ", header.task_id(),
+                                                     " was already completed with this lease"));
+      }
+      if (metrics_) metrics_->StaleReport();
+      return absl::FailedPreconditionError(absl::StrCat(
+          "task ", header.task_id(), " is ", v1::TaskState_Name(rec.state()),
+          "; the report under lease ", header.lease_id(), " was refused (not current)"));
+    }
+    if (t->lease_id() != header.lease_id() || t->worker_id() != header.worker_id()) {
+      if (metrics_) metrics_->StaleReport();
+      return absl::FailedPreconditionError(absl::StrCat(
+          "lease ", header.lease_id(), " of task ", header.task_id(), " is not current"));
+    }
+    if (t->state() == v1::TASK_CANCELLED) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("job of task ", header.task_id(), " was cancelled; result dropped"));
+    }
+    return absl::OkStatus();
+  };
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = tasks_.find(header.task_id());
+    QCAL_RETURN_IF_ERROR(check_lease(it == tasks_.end() ? nullptr : &it->second));
+    const JobView& j = jobs_.at(it->second.job_id());
+    job_id = it->second.job_id();
+    names.assign(j.record.linear_names().begin(), j.record.linear_names().end());
+    in.assign(j.record.linear_in().begin(), j.record.linear_in().end());
+    out.assign(j.record.linear_out().begin(), j.record.linear_out().end());
+    expected_samples = SamplesOfShards(j, it->second.shard_begin(), it->second.shard_end());
+  }
+  // Phase 2 (unlocked): validate the whole result before anything is written.
+  if (header.samples() != expected_samples) {
+    return absl::InvalidArgumentError(absl::StrCat("report covers ", header.samples(),
+                                                   " samples; task ", header.task_id(), " has ",
+                                                   expected_samples));
+  }
+  if (header.tokens() <= 0) return absl::InvalidArgumentError("report has no tokens");
+  if (linears.size() != names.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("report has ", linears.size(),
+                                                   " linear modules; the model has ", names.size()));
+  }
+  std::vector<std::string> operands(names.size());
+  int64_t bytes = 0;
+  for (size_t i = 0; i < names.size(); ++i) {
+    const v1::LinearStatsProto& l = linears[i];
+    if (l.name() != names[i]) {
+      return absl::InvalidArgumentError(absl::StrCat("report linear ", i, " is \"", l.name(),
+                                                     "\", expected \"", names[i], "\""));
+    }
+    auto input = stats::TensorStatsFromProto(l.input(), l.name() + " input");
+    if (!input.ok()) return input.status();
+    auto output = stats::TensorStatsFromProto(l.output(), l.name() + " output");
+    if (!output.ok()) return output.status();
+    if (input->channels() != in[i] || output->channels() != out[i]) {
+      return absl::InvalidArgumentError(absl::StrCat("report linear \"", l.name(),
+                                                     "\" has the wrong channel count"));
+    }
+    operands[i] = l.SerializeAsString();
+    bytes += static_cast<int64_t>(operands[i].size());
+  }
+  // Phase 3 (locked): the lease must still be current; apply in one batch.
+  std::set<std::string> changed;
+  v1::CompleteTaskResponse resp;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = tasks_.find(header.task_id());
+    QCAL_RETURN_IF_ERROR(check_lease(it == tasks_.end() ? nullptr : &it->second));
+    v1::TaskRecord t = it->second;
+    JobView& j = jobs_.at(job_id);
+    if (IsFinal(j.record.job().state())) {
+      return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " is already ",
+                                                        v1::JobState_Name(j.record.job().state())));
+    }
+    JobView& next = j;
+    WriteBatch b;
+    for (size_t i = 0; i < operands.size(); ++i) {
+      b.Merge(Family::kStats, StatsKey(job_id, static_cast<int64_t>(i)), operands[i]);
+    }
+    for (int64_t s = t.shard_begin(); s < t.shard_end(); ++s) {
+      next.shards[s].set_state(v1::SHARD_DONE);
+      next.shards[s].set_task_id(t.task_id());
+      PutShard(b, job_id, s, next.shards[s]);
+    }
+    t.set_state(v1::TASK_DONE);
+    t.set_samples_done(header.samples());
+    PutTask(b, t);
+    v1::JobProgress* p = next.record.mutable_job()->mutable_progress();
+    p->set_shards_done(p->shards_done() + (t.shard_end() - t.shard_begin()));
+    p->set_samples_done(p->samples_done() + header.samples());
+    p->set_tokens_done(p->tokens_done() + header.tokens());
+    if (header.compute_seconds() > 0) {
+      const double sps = header.samples() / header.compute_seconds();
+      const double old = next.record.samples_per_second();
+      next.record.set_samples_per_second(old > 0 ? 0.5 * old + 0.5 * sps : sps);
+    }
+    if (p->shards_done() == p->shards_total()) next.record.mutable_job()->set_state(v1::JOB_CALIBRATED);
+    Touch(next);
+    PutJob(b, next);
+    QCAL_RETURN_IF_ERROR(WriteOrReload(b, job_id));
+    tasks_.erase(it);
+    resp.set_job_state(j.record.job().state());
+    changed.insert(job_id);
+    if (metrics_) {
+      metrics_->Report(bytes);
+      metrics_->TokensProcessed(header.tokens());
+      metrics_->MergeLatency(absl::ToDoubleSeconds(absl::Now() - start));
+    }
+    UpdateGauges();
+  }
+  Notify(changed);
+  return resp;
+}
+
+void Coordinator::ReleaseTask(WriteBatch& b, v1::TaskRecord& task, v1::TaskState end_state,
+                              const std::string& reason, bool retryable,
+                              std::set<std::string>* changed) {
+  JobView& j = jobs_.at(task.job_id());
+  task.set_state(end_state);
+  PutTask(b, task);
+  if (IsFinal(j.record.job().state())) return;
+  std::string fatal;
+  for (int64_t s = task.shard_begin(); s < task.shard_end(); ++s) {
+    v1::ShardRecord& shard = j.shards[s];
+    if (shard.state() != v1::SHARD_LEASED || shard.task_id() != task.task_id()) continue;
+    shard.set_failed_attempts(shard.failed_attempts() + 1);
+    shard.add_failure_reasons(reason);
+    while (shard.failure_reasons_size() > 8) shard.mutable_failure_reasons()->erase(shard.mutable_failure_reasons()->begin());
+    shard.set_state(v1::SHARD_PENDING);
+    shard.clear_task_id();
+    j.pending.insert(s);
+    PutShard(b, task.job_id(), s, shard);
+    if (!retryable || shard.failed_attempts() >= options_.max_shard_attempts) {
+      if (fatal.empty()) {
+        fatal = retryable ? absl::StrCat("shard ", s, " failed ", shard.failed_attempts(),
+                                         " times; last: ", reason)
+                          : absl::StrCat("shard ", s, " failed: ", reason);
+        for (const auto& why : shard.failure_reasons()) {
+          j.record.mutable_job()->add_failure_reasons(absl::StrCat("shard ", s, ": ", why));
+        }
+      }
+    }
+  }
+  if (end_state == v1::TASK_EXPIRED) {
+    auto* p = j.record.mutable_job()->mutable_progress();
+    p->set_lease_expiries(p->lease_expiries() + 1);
+  }
+  if (!fatal.empty()) FailJob(j, fatal);
+  Touch(j);
+  PutJob(b, j);
+  changed->insert(task.job_id());
+}
+
+absl::Status Coordinator::FailTask(const v1::FailTaskRequest& r) {
+  std::set<std::string> changed;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = tasks_.find(r.task_id());
+    if (it == tasks_.end()) {
+      QCAL_ASSIGN_OR_RETURN(auto stored, store_->Get(Family::kTasks, r.task_id()));
+      if (!stored) return absl::NotFoundError(absl::StrCat("no task \"", r.task_id(), "\""));
+      return absl::FailedPreconditionError(absl::StrCat("task ", r.task_id(), " is no longer leased"));
+    }
+    if (it->second.lease_id() != r.lease_id() || it->second.worker_id() != r.worker_id()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("lease ", r.lease_id(), " of task ", r.task_id(), " is not current"));
+    }
+    v1::TaskRecord task = it->second;
+    WriteBatch b;
+    const std::string reason = r.reason().substr(0, 2000);
+    ReleaseTask(b, task, v1::TASK_FAILED, reason.empty() ? "worker gave no reason" : reason,
+                r.retryable(), &changed);
+    QCAL_RETURN_IF_ERROR(WriteOrReload(b, task.job_id()));
+    tasks_.erase(it);
+    UpdateGauges();
+  }
+  Notify(changed);
+  return absl::OkStatus();
+}
+
+absl::Status Coordinator::ExpireLeases() {
+  std::set<std::string> changed;
+  absl::Status result;
+  {
+    absl::MutexLock lock(&mu_);
+    const int64_t now = ToMs(options_.now());
+    std::vector<std::string> expired;
+    for (const auto& [id, t] : tasks_) {
+      if (t.deadline_ms() < now) expired.push_back(id);
+    }
+    for (const auto& id : expired) {
+      v1::TaskRecord task = tasks_.at(id);
+      WriteBatch b;
+      const bool cancelled = task.state() == v1::TASK_CANCELLED;
+      if (cancelled) {
+        task.set_state(v1::TASK_CANCELLED);
+        PutTask(b, task);
+      } else {
+        ReleaseTask(b, task, v1::TASK_EXPIRED,
+                    absl::StrCat("lease of worker ", task.worker_id(), " expired"), true, &changed);
+      }
+      absl::Status st = WriteOrReload(b, task.job_id());
+      if (!st.ok()) {
+        result = st;
+        break;
+      }
+      tasks_.erase(id);
+      if (!cancelled && metrics_) metrics_->LeaseExpired();
+    }
+    // Forget workers not seen for a long time.
+    const absl::Time cutoff = options_.now() - 10 * options_.lease_duration;
+    for (auto it = workers_.begin(); it != workers_.end();) {
+      it = it->second.last_seen < cutoff ? workers_.erase(it) : std::next(it);
+    }
+    UpdateGauges();
+  }
+  Notify(changed);
+  return result;
+}
+
+void Coordinator::UpdateGauges() {
+  if (metrics_ == nullptr) return;
+  std::map<std::string, int64_t> jobs, shards;
+  for (int s = v1::JOB_PENDING; s <= v1::JOB_CANCELLED; ++s) jobs[v1::JobState_Name(s)] = 0;
+  shards["pending"] = shards["leased"] = shards["done"] = 0;
+  for (const auto& [id, j] : jobs_) {
+    ++jobs[v1::JobState_Name(j.record.job().state())];
+    const auto& p = j.record.job().progress();
+    if (IsFinal(j.record.job().state())) continue;
+    shards["pending"] += static_cast<int64_t>(j.pending.size());
+    shards["leased"] += p.shards_leased();
+    shards["done"] += p.shards_done();
+  }
+  shards["tasks_leased"] = static_cast<int64_t>(tasks_.size());
+  metrics_->SetJobsByState(jobs);
+  metrics_->SetTasksByState(shards);
+  const absl::Time cutoff = options_.now() - options_.lease_duration;
+  int64_t live = 0;
+  for (const auto& [id, w] : workers_) live += w.last_seen >= cutoff;
+  metrics_->SetWorkers(live);
+}
+
+}  // namespace qcal::server

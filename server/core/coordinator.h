@@ -1,0 +1,173 @@
+// Coordinator: the one core object that owns all calibration state (STYLE.md,
+// tensorflow/serving's ServerCore). gRPC services hold a pointer to it and stay thin;
+// it is testable without a network over any Store (RocksDB, in-memory, faulty).
+//
+// State: every mutation is first written to the Store in ONE atomic WriteBatch, then
+// applied to the in-memory view, so a crash at any point leaves the Store consistent
+// and Create() rebuilds the exact view from the Store alone (restart = resume).
+//
+// Exactly-once shards: a job's samples are cut into shards of `shard_size` samples;
+// a task is a range of pending shards leased to one worker under a fresh lease id.
+// CompleteTask applies the task's statistics (Merge operands into the stats family)
+// together with its shards' transition to DONE and the job's counters in one batch,
+// only while that lease is current. Late, duplicate and foreign reports change
+// nothing and get FAILED_PRECONDITION, ALREADY_EXISTS and NOT_FOUND respectively.
+// Expired leases return their shards to the queue; a shard whose leases fail
+// `max_shard_attempts` times fails the job with the reasons kept.
+//
+// Thread-safety: all methods are thread-safe (one mutex; store writes happen under
+// it, so the order of writes is the order of decisions).
+#ifndef QCAL_SERVER_CORE_COORDINATOR_H_
+#define QCAL_SERVER_CORE_COORDINATOR_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "proto/qcal/v1/calibration.pb.h"
+#include "proto/qcal/v1/coordinator_state.pb.h"
+#include "proto/qcal/v1/worker.pb.h"
+#include "server/core/path_policy.h"
+#include "server/metrics/metrics.h"
+#include "server/store/store.h"
+
+namespace qcal::server {
+
+struct CoordinatorOptions {
+  // Roots every model/corpus path must resolve inside (at least one).
+  std::vector<std::string> data_roots;
+  // How long a lease lasts without a heartbeat.
+  absl::Duration lease_duration = absl::Seconds(60);
+  // Workers are asked to heartbeat this often (a fraction of the lease).
+  absl::Duration heartbeat_interval = absl::Seconds(10);
+  // Failed or expired leases a shard may have before its job fails.
+  int max_shard_attempts = 5;
+  // Jobs that are not final at once; SubmitJob beyond it is RESOURCE_EXHAUSTED.
+  int max_active_jobs = 1000;
+  // Wall clock; tests substitute a fake.
+  std::function<absl::Time()> now = [] { return absl::Now(); };
+};
+
+class Coordinator {
+ public:
+  // Rebuilds the state from `store` (not owned; must outlive the coordinator).
+  // `metrics` may be null.
+  static absl::StatusOr<std::unique_ptr<Coordinator>> Create(Store* store,
+                                                             CoordinatorOptions options,
+                                                             Metrics* metrics);
+
+  // ---- client API ----
+  absl::StatusOr<v1::Job> SubmitJob(const v1::SubmitJobRequest& request);
+  absl::StatusOr<v1::Job> GetJob(const std::string& job_id);
+  absl::StatusOr<v1::ListJobsResponse> ListJobs(const v1::ListJobsRequest& request);
+  absl::StatusOr<v1::Job> CancelJob(const std::string& job_id);
+  // Calls `fn` with chunks of the job's statistics in forward order (at most
+  // `max_chunk_bytes` of linears each, at least one linear); stops early if `fn`
+  // returns false.
+  absl::Status StreamStats(const std::string& job_id, bool allow_partial, int64_t max_chunk_bytes,
+                           const std::function<bool(const v1::JobStatsChunk&)>& fn);
+
+  // Change notification: `fn` is called (outside the lock, from the thread that made
+  // the change) with the job after every change until Unwatch. Returns a handle.
+  // NOT_FOUND for an unknown job.
+  absl::StatusOr<int64_t> Watch(const std::string& job_id, std::function<void(const v1::Job&)> fn);
+  void Unwatch(int64_t handle);
+
+  // ---- long-running operations (google.longrunning shape) ----
+  // Name "operations/<id>". NOT_FOUND for an unknown one.
+  absl::StatusOr<v1::Operation> GetOperation(const std::string& name);
+  // Newest first; filter "" or "job=<id>".
+  absl::StatusOr<v1::ListOperationsResponse> ListOperations(const v1::ListOperationsRequest& r);
+  // Marks a running operation done with CANCELLED; a finished one is left as is.
+  absl::Status CancelOperation(const std::string& name);
+  // Blocks until the operation is done or `timeout` passes; returns it as it is then.
+  absl::StatusOr<v1::Operation> WaitOperation(const std::string& name, absl::Duration timeout);
+
+  // ---- worker API ----
+  absl::StatusOr<v1::RegisterWorkerResponse> RegisterWorker(const v1::RegisterWorkerRequest& r);
+  absl::StatusOr<v1::LeaseTaskResponse> LeaseTask(const v1::LeaseTaskRequest& r);
+  absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const v1::HeartbeatRequest& r);
+  // `linears` is the concatenation of the report's chunks.
+  absl::StatusOr<v1::CompleteTaskResponse> CompleteTask(
+      const v1::CompleteTaskHeader& header, const std::vector<v1::LinearStatsProto>& linears);
+  absl::Status FailTask(const v1::FailTaskRequest& r);
+
+  // Returns expired leases' shards to the queue. Called periodically by the server
+  // (and directly by tests with a fake clock).
+  absl::Status ExpireLeases();
+
+  const CoordinatorOptions& options() const { return options_; }
+
+ private:
+  struct JobView {
+    v1::JobRecord record;
+    std::vector<v1::ShardRecord> shards;
+    std::set<int64_t> pending;  // shard indices
+    std::map<std::string, int> linear_index;  // name -> forward index
+  };
+  struct WorkerView {
+    std::string name;
+    absl::Time last_seen;
+  };
+
+  Coordinator(Store* store, CoordinatorOptions options, Metrics* metrics, PathPolicy paths);
+  absl::Status Load() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Reads one job's record and shards from the store.
+  absl::Status LoadJob(const std::string& id, JobView* j);
+  // Writes `b`; on failure restores `job_id`'s in-memory view (changed ahead of the
+  // write) and its leased tasks from the store, then returns the error.
+  absl::Status WriteOrReload(const WriteBatch& b, const std::string& job_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Batch helpers: serialize a record into the batch.
+  void PutJob(WriteBatch& b, const JobView& j) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PutShard(WriteBatch& b, const std::string& job_id, int64_t shard, const v1::ShardRecord& s);
+  void PutTask(WriteBatch& b, const v1::TaskRecord& t);
+
+  // Ends a lease without result: shards back to pending (or the job fails when a
+  // shard ran out of attempts). Adds the changes to `b` and to `changed` jobs.
+  void ReleaseTask(WriteBatch& b, v1::TaskRecord& task, v1::TaskState end_state,
+                   const std::string& reason, bool retryable, std::set<std::string>* changed)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FailJob(JobView& j, const std::string& error) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Touch(JobView& j) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  int64_t SamplesOfShards(const JobView& j, int64_t begin, int64_t end) const;
+  std::string NewId(const std::string& prefix) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Calls the watchers of `jobs` with their current state (takes mu_ itself).
+  void Notify(const std::set<std::string>& jobs) ABSL_LOCKS_EXCLUDED(mu_);
+  void UpdateGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status ValidateSpec(v1::JobSpec& spec, v1::Job& job, std::vector<std::string>* names,
+                            std::vector<int64_t>* in, std::vector<int64_t>* out) const;
+
+  Store* const store_;
+  const CoordinatorOptions options_;
+  Metrics* const metrics_;
+  const PathPolicy paths_;
+
+  absl::Mutex mu_;
+  std::map<std::string, JobView> jobs_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, v1::TaskRecord> tasks_ ABSL_GUARDED_BY(mu_);  // leased tasks only
+  std::map<std::string, std::string> request_ids_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, WorkerView> workers_ ABSL_GUARDED_BY(mu_);
+  int64_t next_job_seq_ ABSL_GUARDED_BY(mu_) = 1;
+  uint64_t id_salt_ ABSL_GUARDED_BY(mu_) = 0;
+
+  absl::CondVar operations_changed_;  // with mu_
+
+  absl::Mutex watch_mu_;
+  std::map<int64_t, std::pair<std::string, std::function<void(const v1::Job&)>>> watchers_
+      ABSL_GUARDED_BY(watch_mu_);
+  int64_t next_watch_ ABSL_GUARDED_BY(watch_mu_) = 1;
+};
+
+}  // namespace qcal::server
+
+#endif  // QCAL_SERVER_CORE_COORDINATOR_H_

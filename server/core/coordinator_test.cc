@@ -1,0 +1,414 @@
+// The coordinator core without a network: job lifecycle, exactly-once shards under
+// expiry, duplicate and stale reports, restart from the store alone, store faults,
+// and every kind of bad input with its status.
+#include "server/core/coordinator.h"
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "common/model_config.h"
+#include "common/stats/stats_proto.h"
+#include "common/stats/tensor_stats.h"
+#include "gtest/gtest.h"
+#include "server/store/fault_injecting_store.h"
+#include "server/store/in_memory_store.h"
+
+namespace qcal::server {
+namespace {
+
+namespace fs = std::filesystem;
+const std::string kData = QCAL_TEST_DATA_DIR;
+
+// A data root with the tiny model, a few broken variants and corpora.
+class CoordinatorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = fs::path(::testing::TempDir()) / ("coord-" + std::to_string(::getpid()) + "-" +
+                                               ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(root_);
+    fs::create_directories(root_ / "models");
+    fs::create_directories(root_ / "corpus");
+    Copy("llama-tiny", "llama-tiny");
+    Copy("llama-tiny", "mamba");
+    Edit(root_ / "models/mamba/config.json", "\"llama\"", "\"mamba\"");
+    Copy("llama-tiny", "corrupt");
+    std::string w = Slurp(root_ / "models/corrupt/model.safetensors");
+    Spit(root_ / "models/corrupt/model.safetensors", w.substr(0, w.size() - 1000));
+    fs::copy_file(kData + "/corpus/sample.jsonl", root_ / "corpus/sample.jsonl");
+    Spit(root_ / "corpus/empty.jsonl", "");
+    fs::create_symlink("/etc", root_ / "escape");
+    clock_ = absl::FromUnixSeconds(1'700'000'000);
+    Restart();
+  }
+
+  void Restart() {
+    core_.reset();
+    CoordinatorOptions o;
+    o.data_roots = {root_.string()};
+    o.lease_duration = absl::Seconds(30);
+    o.max_shard_attempts = 3;
+    o.now = [this] { return clock_; };
+    auto c = Coordinator::Create(&faulty_, o, nullptr);
+    ASSERT_TRUE(c.ok()) << c.status();
+    core_ = std::move(c).value();
+  }
+
+  void Copy(const std::string& from, const std::string& to) {
+    fs::copy(kData + "/models/" + from, root_ / "models" / to);
+    for (auto& e : fs::directory_iterator(root_ / "models" / to)) {
+      fs::permissions(e.path(), fs::perms::owner_write, fs::perm_options::add);
+    }
+  }
+  static std::string Slurp(const fs::path& p) {
+    std::ifstream f(p, std::ios::binary);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+  }
+  static void Spit(const fs::path& p, const std::string& s) {
+    std::ofstream f(p, std::ios::binary | std::ios::trunc);
+    f << s;
+  }
+  static void Edit(const fs::path& p, const std::string& from, const std::string& to) {
+    std::string s = Slurp(p);
+    s.replace(s.find(from), from.size(), to);
+    Spit(p, s);
+  }
+
+  v1::SubmitJobRequest Spec(int samples = 20, int shard = 4) {
+    v1::SubmitJobRequest r;
+    r.mutable_spec()->set_model("models/llama-tiny");
+    r.mutable_spec()->set_corpus("corpus/sample.jsonl");
+    r.mutable_spec()->mutable_sampling()->set_num_samples(samples);
+    r.mutable_spec()->mutable_sampling()->set_seq_len(64);
+    r.mutable_spec()->set_shard_size(shard);
+    return r;
+  }
+
+  std::string Register() {
+    v1::RegisterWorkerRequest r;
+    r.set_name("test");
+    auto w = core_->RegisterWorker(r);
+    EXPECT_TRUE(w.ok());
+    return w->worker_id();
+  }
+
+  v1::Task Lease(const std::string& worker) {
+    v1::LeaseTaskRequest r;
+    r.set_worker_id(worker);
+    auto t = core_->LeaseTask(r);
+    EXPECT_TRUE(t.ok()) << t.status();
+    return t->task();
+  }
+
+  // A report for `task` built from real TensorStats over generated rows, plus the
+  // same statistics merged into `expect` (the independent reference).
+  std::pair<v1::CompleteTaskHeader, std::vector<v1::LinearStatsProto>> Report(
+      const std::string& worker, const v1::Task& task, const v1::Job& job,
+      std::map<std::string, std::pair<stats::TensorStats, stats::TensorStats>>* expect) {
+    v1::CompleteTaskHeader h;
+    h.set_worker_id(worker);
+    h.set_task_id(task.task_id());
+    h.set_lease_id(task.lease_id());
+    h.set_samples(task.sample_end() - task.sample_begin());
+    h.set_tokens(h.samples() * 10);
+    h.set_compute_seconds(0.5);
+    std::vector<v1::LinearStatsProto> out;
+    std::mt19937 rng(static_cast<unsigned>(task.shard_begin() * 7919 + 1));
+    std::student_t_distribution<float> heavy(2.0f);
+    auto cfg = LoadModelConfig(root_.string() + "/models/llama-tiny");
+    for (const auto& l : LinearModules(*cfg)) {
+      stats::TensorStats in(l.in_features), o(l.out_features);
+      std::vector<float> a(10 * l.in_features), b(10 * l.out_features);
+      for (auto& x : a) x = heavy(rng);
+      for (auto& x : b) x = heavy(rng);
+      EXPECT_TRUE(in.AddRows(a.data(), 10).ok());
+      EXPECT_TRUE(o.AddRows(b.data(), 10).ok());
+      v1::LinearStatsProto p;
+      p.set_name(l.name);
+      stats::ToProto(in, p.mutable_input());
+      stats::ToProto(o, p.mutable_output());
+      out.push_back(p);
+      if (expect) {
+        auto it = expect->find(l.name);
+        if (it == expect->end()) {
+          expect->emplace(l.name, std::make_pair(in, o));
+        } else {
+          EXPECT_TRUE(it->second.first.Merge(in).ok());
+          EXPECT_TRUE(it->second.second.Merge(o).ok());
+        }
+      }
+    }
+    (void)job;
+    return {h, out};
+  }
+
+  fs::path root_;
+  absl::Time clock_;
+  InMemoryStore memory_;
+  FaultInjectingStore faulty_{&memory_};
+  std::unique_ptr<Coordinator> core_;
+};
+
+TEST_F(CoordinatorTest, JobRunsToCalibratedAndEveryShardCountsOnce) {
+  auto job = core_->SubmitJob(Spec());
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->state(), v1::JOB_PENDING);
+  EXPECT_EQ(job->progress().shards_total(), 5);
+  EXPECT_EQ(job->architecture(), "llama");
+  std::vector<v1::Job> seen;
+  auto handle = core_->Watch(job->id(), [&](const v1::Job& j) { seen.push_back(j); });
+  ASSERT_TRUE(handle.ok());
+
+  const std::string w = Register();
+  std::map<std::string, std::pair<stats::TensorStats, stats::TensorStats>> expect;
+  int reports = 0;
+  while (true) {
+    v1::Task t = Lease(w);
+    if (t.task_id().empty()) break;
+    auto [h, linears] = Report(w, t, *job, &expect);
+    auto r = core_->CompleteTask(h, linears);
+    ASSERT_TRUE(r.ok()) << r.status();
+    ++reports;
+    // A duplicate of the same report is refused and changes nothing.
+    auto dup = core_->CompleteTask(h, linears);
+    EXPECT_EQ(dup.status().code(), absl::StatusCode::kAlreadyExists);
+  }
+  auto done = core_->GetJob(job->id());
+  ASSERT_TRUE(done.ok());
+  EXPECT_EQ(done->state(), v1::JOB_CALIBRATED);
+  EXPECT_EQ(done->progress().shards_done(), 5);
+  EXPECT_EQ(done->progress().samples_done(), 20);
+  EXPECT_EQ(done->progress().tokens_done(), 200);
+  EXPECT_GE(reports, 2);
+  EXPECT_FALSE(seen.empty());
+  EXPECT_EQ(seen.back().state(), v1::JOB_CALIBRATED);
+  core_->Unwatch(*handle);
+
+  // The stored statistics equal the independent merge, bitwise for min/max/sketch.
+  int linears = 0;
+  ASSERT_TRUE(core_->StreamStats(job->id(), false, 1 << 10, [&](const v1::JobStatsChunk& c) {
+    for (const auto& l : c.linears()) {
+      ++linears;
+      auto in = stats::TensorStatsFromProto(l.input(), l.name());
+      if (!in.ok()) {
+        ADD_FAILURE() << in.status();
+        return false;
+      }
+      const auto& want = expect.at(l.name()).first;
+      EXPECT_EQ(in->count(), want.count());
+      EXPECT_EQ(in->min(), want.min());
+      EXPECT_EQ(in->max(), want.max());
+      EXPECT_TRUE(in->sketch() == want.sketch());
+      for (int64_t ch = 0; ch < in->channels(); ++ch) {
+        EXPECT_NEAR(in->sum()[ch], want.sum()[ch], 1e-12 * (1 + std::abs(want.sum()[ch])));
+      }
+    }
+    return true;
+  }).ok());
+  EXPECT_EQ(linears, 15);
+}
+
+TEST_F(CoordinatorTest, ExpiredLeaseReturnsShardsAndRefusesTheLateReport) {
+  auto job = core_->SubmitJob(Spec(8, 4));
+  ASSERT_TRUE(job.ok());
+  const std::string w1 = Register(), w2 = Register();
+  v1::Task t1 = Lease(w1);
+  auto [h1, l1] = Report(w1, t1, *job, nullptr);
+  clock_ += absl::Seconds(31);
+  ASSERT_TRUE(core_->ExpireLeases().ok());
+  auto after = core_->GetJob(job->id());
+  EXPECT_EQ(after->progress().lease_expiries(), 1);
+  EXPECT_EQ(after->progress().shards_leased(), 0);
+  // The late report of the expired lease changes nothing.
+  auto late = core_->CompleteTask(h1, l1);
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(core_->GetJob(job->id())->progress().shards_done(), 0);
+  // A heartbeat of the old lease is refused too.
+  v1::HeartbeatRequest hb;
+  hb.set_worker_id(w1);
+  hb.set_task_id(t1.task_id());
+  hb.set_lease_id(t1.lease_id());
+  EXPECT_EQ(core_->Heartbeat(hb).status().code(), absl::StatusCode::kFailedPrecondition);
+  // Another worker gets the same shard again and completes it.
+  v1::Task t2 = Lease(w2);
+  EXPECT_EQ(t2.shard_begin(), t1.shard_begin());
+  EXPECT_NE(t2.lease_id(), t1.lease_id());
+  auto [h2, l2] = Report(w2, t2, *job, nullptr);
+  ASSERT_TRUE(core_->CompleteTask(h2, l2).ok());
+  // A foreign report (right task, wrong lease) is refused.
+  h2.set_lease_id("lease-forged");
+  EXPECT_EQ(core_->CompleteTask(h2, l2).status().code(), absl::StatusCode::kFailedPrecondition);
+  h2.set_task_id("no-such-task");
+  EXPECT_EQ(core_->CompleteTask(h2, l2).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(CoordinatorTest, RestartResumesFromTheStoreAlone) {
+  auto job = core_->SubmitJob(Spec(12, 4));
+  ASSERT_TRUE(job.ok());
+  std::string w = Register();
+  v1::Task t = Lease(w);
+  auto [h, l] = Report(w, t, *job, nullptr);
+  ASSERT_TRUE(core_->CompleteTask(h, l).ok());
+  v1::Task leased = Lease(w);  // still leased when the coordinator "dies"
+  Restart();
+  auto j = core_->GetJob(job->id());
+  ASSERT_TRUE(j.ok());
+  EXPECT_EQ(j->state(), v1::JOB_RUNNING);
+  EXPECT_EQ(j->progress().shards_done(), t.shard_end() - t.shard_begin());
+  // The surviving lease is still honoured after the restart.
+  auto [h2, l2] = Report(w, leased, *job, nullptr);
+  ASSERT_TRUE(core_->CompleteTask(h2, l2).ok());
+  // Workers must register again.
+  v1::LeaseTaskRequest lr;
+  lr.set_worker_id(w);
+  EXPECT_EQ(core_->LeaseTask(lr).status().code(), absl::StatusCode::kNotFound);
+  w = Register();
+  while (true) {
+    v1::Task n = Lease(w);
+    if (n.task_id().empty()) break;
+    auto [h3, l3] = Report(w, n, *job, nullptr);
+    ASSERT_TRUE(core_->CompleteTask(h3, l3).ok());
+  }
+  EXPECT_EQ(core_->GetJob(job->id())->state(), v1::JOB_CALIBRATED);
+  EXPECT_EQ(core_->GetJob(job->id())->progress().samples_done(), 12);
+}
+
+TEST_F(CoordinatorTest, StoreFailureMidReportChangesNothing) {
+  auto job = core_->SubmitJob(Spec(8, 4));
+  ASSERT_TRUE(job.ok());
+  const std::string w = Register();
+  v1::Task t = Lease(w);
+  auto [h, l] = Report(w, t, *job, nullptr);
+  faulty_.FailNextWrites(1);
+  EXPECT_EQ(core_->CompleteTask(h, l).status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(core_->GetJob(job->id())->progress().shards_done(), 0);
+  // The retry under the same (still current) lease is applied exactly once.
+  ASSERT_TRUE(core_->CompleteTask(h, l).ok());
+  EXPECT_EQ(core_->GetJob(job->id())->progress().samples_done(), 4);
+  Restart();  // and the store agrees with memory
+  EXPECT_EQ(core_->GetJob(job->id())->progress().samples_done(), 4);
+}
+
+TEST_F(CoordinatorTest, RepeatedFailuresFailTheJobWithReasons) {
+  auto job = core_->SubmitJob(Spec(4, 4));
+  ASSERT_TRUE(job.ok());
+  const std::string w = Register();
+  for (int i = 0; i < 3; ++i) {
+    v1::Task t = Lease(w);
+    ASSERT_FALSE(t.task_id().empty()) << i;
+    v1::FailTaskRequest f;
+    f.set_worker_id(w);
+    f.set_task_id(t.task_id());
+    f.set_lease_id(t.lease_id());
+    f.set_reason("out of memory " + std::to_string(i));
+    f.set_retryable(true);
+    ASSERT_TRUE(core_->FailTask(f).ok());
+  }
+  auto j = core_->GetJob(job->id());
+  EXPECT_EQ(j->state(), v1::JOB_FAILED);
+  ASSERT_EQ(j->failure_reasons_size(), 3);
+  EXPECT_NE(j->failure_reasons(2).find("out of memory 2"), std::string::npos);
+  EXPECT_TRUE(Lease(w).task_id().empty());
+}
+
+TEST_F(CoordinatorTest, CancelStopsHeartbeats) {
+  auto job = core_->SubmitJob(Spec(8, 4));
+  ASSERT_TRUE(job.ok());
+  const std::string w = Register();
+  v1::Task t = Lease(w);
+  ASSERT_TRUE(core_->CancelJob(job->id()).ok());
+  v1::HeartbeatRequest hb;
+  hb.set_worker_id(w);
+  hb.set_task_id(t.task_id());
+  hb.set_lease_id(t.lease_id());
+  auto r = core_->Heartbeat(hb);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->cancelled());
+  auto [h, l] = Report(w, t, *job, nullptr);
+  EXPECT_EQ(core_->CompleteTask(h, l).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(core_->CancelJob(job->id()).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(Lease(w).task_id().empty());
+}
+
+TEST_F(CoordinatorTest, BadInputGetsTheRightStatus) {
+  auto code = [&](v1::SubmitJobRequest r) { return core_->SubmitJob(r).status(); };
+  auto expect = [&](v1::SubmitJobRequest r, absl::StatusCode c, const std::string& words) {
+    absl::Status s = code(r);
+    EXPECT_EQ(s.code(), c) << s;
+    EXPECT_NE(s.message().find(words), std::string::npos) << s;
+  };
+  auto r = Spec();
+  r.mutable_spec()->set_model("/etc");
+  expect(r, absl::StatusCode::kPermissionDenied, "outside the data roots");
+  r = Spec();
+  r.mutable_spec()->set_model("models/../models/llama-tiny");
+  expect(r, absl::StatusCode::kInvalidArgument, "..");
+  r = Spec();
+  r.mutable_spec()->set_model("escape");
+  expect(r, absl::StatusCode::kPermissionDenied, "outside the data roots");
+  r = Spec();
+  r.mutable_spec()->set_model("models/nope");
+  expect(r, absl::StatusCode::kNotFound, "models/nope");
+  r = Spec();
+  r.mutable_spec()->set_model("models/mamba");
+  expect(r, absl::StatusCode::kUnimplemented, "mamba");
+  r = Spec();
+  r.mutable_spec()->set_model("models/corrupt");
+  expect(r, absl::StatusCode::kInvalidArgument, "model.safetensors");
+  r = Spec();
+  r.mutable_spec()->set_corpus("corpus/empty.jsonl");
+  expect(r, absl::StatusCode::kInvalidArgument, "no usable document");
+  r = Spec();
+  r.mutable_spec()->mutable_sampling()->set_num_samples(0);
+  expect(r, absl::StatusCode::kInvalidArgument, "num_samples");
+  r = Spec();
+  r.mutable_spec()->mutable_sampling()->set_num_samples(int64_t{1} << 40);
+  expect(r, absl::StatusCode::kInvalidArgument, "num_samples");
+  r = Spec(21);  // sample.jsonl has 20 documents
+  expect(r, absl::StatusCode::kInvalidArgument, "20 usable documents");
+  r = Spec();
+  r.mutable_spec()->mutable_sampling()->set_seq_len(100000);
+  expect(r, absl::StatusCode::kInvalidArgument, "max_position_embeddings");
+  r = Spec();
+  r.mutable_spec()->mutable_sampling()->set_mode("random");
+  expect(r, absl::StatusCode::kInvalidArgument, "sampling.mode");
+  EXPECT_EQ(core_->GetJob("job-404").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(core_->CancelJob("job-404").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(core_->GetOperation("operations/x").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(core_->GetOperation("x").status().code(), absl::StatusCode::kInvalidArgument);
+  // Still serving after all that.
+  EXPECT_TRUE(core_->SubmitJob(Spec()).ok());
+  // Idempotent submit.
+  auto a = Spec();
+  a.set_request_id("req-1");
+  auto j1 = core_->SubmitJob(a);
+  auto j2 = core_->SubmitJob(a);
+  ASSERT_TRUE(j1.ok() && j2.ok());
+  EXPECT_EQ(j1->id(), j2->id());
+  a.mutable_spec()->mutable_sampling()->set_num_samples(8);
+  EXPECT_EQ(core_->SubmitJob(a).status().code(), absl::StatusCode::kAlreadyExists);
+}
+
+TEST_F(CoordinatorTest, ListJobsPagesNewestFirst) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) ids.push_back(core_->SubmitJob(Spec())->id());
+  v1::ListJobsRequest r;
+  r.set_page_size(2);
+  std::vector<std::string> got;
+  while (true) {
+    auto page = core_->ListJobs(r);
+    ASSERT_TRUE(page.ok());
+    for (const auto& j : page->jobs()) got.push_back(j.id());
+    if (page->next_page_token().empty()) break;
+    r.set_page_token(page->next_page_token());
+  }
+  std::reverse(ids.begin(), ids.end());
+  EXPECT_EQ(got, ids);
+  r.set_page_token("garbage");
+  EXPECT_EQ(core_->ListJobs(r).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace qcal::server

@@ -1,0 +1,194 @@
+// qcal-coordinator: owns all calibration state in one RocksDB, serves the client,
+// worker and operations APIs over gRPC, grpc.health.v1, Prometheus metrics on their
+// own port, and shuts down gracefully on SIGTERM/SIGINT.
+#include <signal.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <thread>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "prometheus/exposer.h"
+#include "server/core/coordinator.h"
+#include "server/metrics/metrics.h"
+#include "server/service/services.h"
+#include "server/store/rocksdb_store.h"
+
+namespace {
+
+struct Flags {
+  std::string listen = "127.0.0.1:7070";
+  std::string db;
+  std::vector<std::string> data_roots;
+  std::string output_root;
+  std::string metrics_listen = "127.0.0.1:9090";
+  std::string client_token_file, worker_token_file;
+  std::string tls_cert, tls_key;
+  std::string port_file;
+  double lease_seconds = 60;
+  int max_shard_attempts = 5;
+  bool sync_writes = false;
+};
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+int Fail(const std::string& what) {
+  std::cerr << "qcal-coordinator: " << what << "\n";
+  return 1;
+}
+
+int Run(const Flags& f) {
+  using namespace qcal::server;
+  // Block the stop signals in every thread; one thread waits for them.
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+
+  std::string client_token, worker_token;
+  if (!f.client_token_file.empty()) {
+    auto t = ReadTokenFile(f.client_token_file);
+    if (!t.ok()) return Fail(std::string(t.status().message()));
+    client_token = *t;
+  }
+  if (!f.worker_token_file.empty()) {
+    auto t = ReadTokenFile(f.worker_token_file);
+    if (!t.ok()) return Fail(std::string(t.status().message()));
+    worker_token = *t;
+  }
+  const Auth auth(client_token, worker_token);
+
+  RocksDbOptions db_options;
+  db_options.sync_writes = f.sync_writes;
+  auto store = RocksDbStore::Open(f.db, db_options);
+  if (!store.ok()) return Fail(std::string(store.status().message()));
+
+  Metrics metrics;
+  CoordinatorOptions options;
+  options.data_roots = f.data_roots.empty() ? std::vector<std::string>{"."} : f.data_roots;
+  options.lease_duration = absl::Seconds(f.lease_seconds);
+  options.heartbeat_interval = std::max(absl::Milliseconds(200), options.lease_duration / 6);
+  options.max_shard_attempts = f.max_shard_attempts;
+  auto core = Coordinator::Create(store->get(), options, &metrics);
+  if (!core.ok()) return Fail(std::string(core.status().message()));
+
+  CalibrationServiceImpl calibration(core->get(), &auth);
+  WorkerServiceImpl workers(core->get(), &auth);
+  OperationsServiceImpl operations(core->get(), &auth);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  // Reflection answers without a token, so it is only offered with auth off.
+  if (!auth.enabled()) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
+  if (!f.tls_cert.empty() || !f.tls_key.empty()) {
+    if (f.tls_cert.empty() || f.tls_key.empty()) return Fail("--tls-cert and --tls-key go together");
+    grpc::SslServerCredentialsOptions ssl;
+    ssl.pem_key_cert_pairs.push_back({ReadFile(f.tls_key), ReadFile(f.tls_cert)});
+    creds = grpc::SslServerCredentials(ssl);
+  }
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(f.listen, creds, &port);
+  builder.SetMaxReceiveMessageSize(64 << 20);
+  builder.SetMaxSendMessageSize(64 << 20);
+  builder.RegisterService(&calibration);
+  builder.RegisterService(&workers);
+  builder.RegisterService(&operations);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || port == 0) return Fail(absl::StrCat("cannot listen on ", f.listen));
+  auto* health = server->GetHealthCheckService();
+  health->SetServingStatus(true);  // the database is open
+
+  std::unique_ptr<prometheus::Exposer> exposer;
+  if (!f.metrics_listen.empty()) {
+    try {
+      exposer = std::make_unique<prometheus::Exposer>(f.metrics_listen);
+      exposer->RegisterCollectable(metrics.registry());
+    } catch (const std::exception& e) {
+      return Fail(absl::StrCat("cannot serve metrics on ", f.metrics_listen, ": ", e.what()));
+    }
+  }
+  const std::string host = f.listen.substr(0, f.listen.rfind(':'));
+  const std::string bound = absl::StrCat(host == "0.0.0.0" || host == "[::]" ? "127.0.0.1" : host, ":", port);
+  if (!f.port_file.empty()) {
+    const std::string tmp = f.port_file + ".tmp";
+    std::ofstream(tmp) << bound << "\n";
+    std::filesystem::rename(tmp, f.port_file);
+  }
+  std::cerr << "qcal-coordinator: serving on " << bound << " (db " << f.db << ", auth "
+            << (auth.enabled() ? "on" : "off") << ", tls " << (f.tls_cert.empty() ? "off" : "on")
+            << (f.metrics_listen.empty() ? "" : ", metrics on " + f.metrics_listen) << ")\n";
+
+  absl::Notification stopping;
+  std::thread janitor([&] {
+    while (!stopping.WaitForNotificationWithTimeout(absl::Milliseconds(500))) {
+      absl::Status st = (*core)->ExpireLeases();
+      if (!st.ok()) std::cerr << "qcal-coordinator: lease expiry: " << st.message() << "\n";
+      metrics.SetDbSize((*store)->ApproximateSizeBytes());
+    }
+  });
+
+  int sig = 0;
+  sigwait(&stop, &sig);
+  std::cerr << "qcal-coordinator: signal " << sig << ", shutting down\n";
+  health->SetServingStatus(false);
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  stopping.Notify();
+  janitor.join();
+  server.reset();
+  exposer.reset();
+  core->reset();
+  store->reset();
+  std::cerr << "qcal-coordinator: stopped\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"qcal-coordinator: calibration job coordinator (gRPC, RocksDB)"};
+  Flags f;
+  app.add_option("--listen", f.listen, "gRPC address (port 0 picks a free one)")->capture_default_str();
+  app.add_option("--db", f.db, "RocksDB directory (created if missing)")->required();
+  app.add_option("--data-root", f.data_roots,
+                 "Directory that model, corpus and output paths must stay inside (repeatable; "
+                 "default: the current directory)");
+  app.add_option("--output-root", f.output_root, "Directory exports are written under");
+  app.add_option("--metrics-listen", f.metrics_listen,
+                 "Prometheus /metrics address (empty: off)")->capture_default_str();
+  app.add_option("--client-token-file", f.client_token_file, "Bearer token clients must send");
+  app.add_option("--worker-token-file", f.worker_token_file, "Bearer token workers must send");
+  app.add_option("--tls-cert", f.tls_cert, "PEM certificate chain (enables TLS)");
+  app.add_option("--tls-key", f.tls_key, "PEM private key");
+  app.add_option("--port-file", f.port_file, "Write the bound host:port here once serving");
+  app.add_option("--lease-seconds", f.lease_seconds, "Task lease without heartbeat")
+      ->check(CLI::Range(0.2, 86400.0))
+      ->capture_default_str();
+  app.add_option("--max-shard-attempts", f.max_shard_attempts,
+                 "Failed leases of one shard before its job fails")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  app.add_flag("--sync-writes", f.sync_writes, "fsync every RocksDB write (machine-crash safety)");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
+  return Run(f);
+}

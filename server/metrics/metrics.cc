@@ -1,0 +1,69 @@
+#include "server/metrics/metrics.h"
+
+namespace qcal::server {
+
+Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
+  auto& r = *registry_;
+  jobs_family_ = &prometheus::BuildGauge().Name("qcal_jobs").Help("Jobs by state").Register(r);
+  tasks_family_ = &prometheus::BuildGauge()
+                       .Name("qcal_tasks")
+                       .Help("Shards by state (pending, leased, done) and leased tasks")
+                       .Register(r);
+  workers_ = &prometheus::BuildGauge()
+                  .Name("qcal_workers")
+                  .Help("Workers seen within the last lease period")
+                  .Register(r)
+                  .Add({});
+  lease_expiries_ = &prometheus::BuildCounter()
+                         .Name("qcal_lease_expiries_total")
+                         .Help("Task leases that expired (worker died or hung)")
+                         .Register(r)
+                         .Add({});
+  stale_reports_ = &prometheus::BuildCounter()
+                        .Name("qcal_stale_reports_total")
+                        .Help("Reports refused because their lease was not current")
+                        .Register(r)
+                        .Add({});
+  reports_ = &prometheus::BuildCounter()
+                  .Name("qcal_reports_total")
+                  .Help("Task results merged")
+                  .Register(r)
+                  .Add({});
+  report_bytes_ = &prometheus::BuildCounter()
+                       .Name("qcal_report_bytes_total")
+                       .Help("Bytes of statistics merged")
+                       .Register(r)
+                       .Add({});
+  merge_latency_ = &prometheus::BuildHistogram()
+                        .Name("qcal_shard_merge_seconds")
+                        .Help("Time to validate and apply one task result")
+                        .Register(r)
+                        .Add({}, prometheus::Histogram::BucketBoundaries{
+                                     0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1, 3, 10});
+  tokens_ = &prometheus::BuildCounter()
+                 .Name("qcal_tokens_processed_total")
+                 .Help("Non-padding tokens merged into statistics")
+                 .Register(r)
+                 .Add({});
+  db_size_ = &prometheus::BuildGauge()
+                  .Name("qcal_db_size_bytes")
+                  .Help("Approximate RocksDB size on disk")
+                  .Register(r)
+                  .Add({});
+}
+
+void Metrics::SetJobsByState(const std::map<std::string, int64_t>& counts) {
+  for (const auto& [state, n] : counts) {
+    jobs_family_->Add({{"state", state}}).Set(static_cast<double>(n));
+  }
+}
+
+void Metrics::SetTasksByState(const std::map<std::string, int64_t>& counts) {
+  for (const auto& [state, n] : counts) {
+    tasks_family_->Add({{"state", state}}).Set(static_cast<double>(n));
+  }
+}
+
+void Metrics::SetWorkers(int64_t n) { workers_->Set(static_cast<double>(n)); }
+
+}  // namespace qcal::server

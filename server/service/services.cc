@@ -1,0 +1,353 @@
+#include "server/service/services.h"
+
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace qcal::server {
+namespace {
+
+using Role = Auth::Role;
+
+// Runs `call` (one core call returning StatusOr<T>) for a unary RPC.
+template <typename T, typename Fn>
+grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx, const Auth* auth, Role role,
+                                T* resp, Fn&& call) {
+  auto* reactor = ctx->DefaultReactor();
+  grpc::Status a = auth->Check(*ctx, role);
+  if (!a.ok()) {
+    reactor->Finish(a);
+    return reactor;
+  }
+  auto r = call();
+  if (r.ok()) *resp = *std::move(r);
+  reactor->Finish(ToGrpcStatus(r.status()));
+  return reactor;
+}
+
+bool IsFinalState(v1::JobState s) {
+  return s == v1::JOB_CALIBRATED || s == v1::JOB_FAILED || s == v1::JOB_CANCELLED;
+}
+
+// WatchJob: sends the job now and after every change (coalescing changes that arrive
+// while a write is in flight), finishes when the job is final.
+class WatchReactor final : public grpc::ServerWriteReactor<v1::Job> {
+ public:
+  WatchReactor(Coordinator* core, const Auth* auth, grpc::CallbackServerContext* ctx,
+               const std::string& job_id, std::atomic<int>* watchers, int max_watchers)
+      : core_(core), watchers_(watchers), shared_(std::make_shared<Shared>()) {
+    shared_->reactor = this;
+    grpc::Status a = auth->Check(*ctx, Role::kClient);
+    if (!a.ok()) {
+      Finish(a);
+      return;
+    }
+    if (watchers_->fetch_add(1) >= max_watchers) {
+      counted_ = true;
+      Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "too many WatchJob streams"));
+      return;
+    }
+    counted_ = true;
+    std::shared_ptr<Shared> shared = shared_;
+    auto handle = core_->Watch(job_id, [shared](const v1::Job& job) {
+      absl::MutexLock lock(&shared->mu);
+      if (shared->reactor != nullptr) shared->reactor->OnChangeLocked(job);
+    });
+    if (!handle.ok()) {
+      Finish(ToGrpcStatus(handle.status()));
+      return;
+    }
+    handle_ = *handle;
+    auto job = core_->GetJob(job_id);
+    absl::MutexLock lock(&shared_->mu);
+    if (!job.ok()) {
+      FinishLocked(ToGrpcStatus(job.status()));
+      return;
+    }
+    OnChangeLocked(*job);
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&shared_->mu);
+    writing_ = false;
+    if (!ok) {
+      FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
+      return;
+    }
+    if (IsFinalState(current_.state())) {
+      FinishLocked(grpc::Status::OK);
+      return;
+    }
+    WriteNextLocked();
+  }
+
+  void OnCancel() override {
+    absl::MutexLock lock(&shared_->mu);
+    FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
+  }
+
+  void OnDone() override {
+    {
+      absl::MutexLock lock(&shared_->mu);
+      shared_->reactor = nullptr;
+    }
+    if (handle_ != 0) core_->Unwatch(handle_);
+    if (counted_) watchers_->fetch_sub(1);
+    delete this;
+  }
+
+ private:
+  struct Shared {
+    absl::Mutex mu;
+    WatchReactor* reactor = nullptr;
+  };
+
+  void OnChangeLocked(const v1::Job& job) {
+    if (finished_ || job.version() <= queued_version_) return;
+    pending_ = job;
+    queued_version_ = job.version();
+    has_pending_ = true;
+    if (!writing_) WriteNextLocked();
+  }
+
+  void WriteNextLocked() {
+    if (!has_pending_ || finished_) return;
+    current_ = pending_;
+    has_pending_ = false;
+    writing_ = true;
+    StartWrite(&current_);
+  }
+
+  void FinishLocked(const grpc::Status& s) {
+    if (finished_) return;
+    finished_ = true;
+    Finish(s);
+  }
+
+  Coordinator* core_;
+  std::atomic<int>* watchers_;
+  bool counted_ = false;
+  int64_t handle_ = 0;
+  std::shared_ptr<Shared> shared_;
+  v1::Job current_, pending_;
+  int64_t queued_version_ = -1;
+  bool has_pending_ = false, writing_ = false, finished_ = false;
+};
+
+// Writes a prepared list of messages, then finishes.
+template <typename T>
+class ListWriter final : public grpc::ServerWriteReactor<T> {
+ public:
+  explicit ListWriter(std::vector<T> items) : items_(std::move(items)) { Next(); }
+  explicit ListWriter(const grpc::Status& error) { this->Finish(error); }
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      this->Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
+      return;
+    }
+    Next();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void Next() {
+    if (next_ == items_.size()) {
+      this->Finish(grpc::Status::OK);
+      return;
+    }
+    this->StartWrite(&items_[next_++]);
+  }
+  std::vector<T> items_;
+  size_t next_ = 0;
+};
+
+// CompleteTask: gathers the chunks, then makes one core call.
+class CompleteReactor final : public grpc::ServerReadReactor<v1::CompleteTaskChunk> {
+ public:
+  static constexpr int64_t kMaxReportBytes = int64_t{4} << 30;
+
+  CompleteReactor(Coordinator* core, const Auth* auth, grpc::CallbackServerContext* ctx,
+                  v1::CompleteTaskResponse* resp)
+      : core_(core), resp_(resp) {
+    grpc::Status a = auth->Check(*ctx, Role::kWorker);
+    if (!a.ok()) {
+      Finish(a);
+      return;
+    }
+    StartRead(&chunk_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // end of the client's stream
+      if (!have_header_) {
+        Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "report has no header"));
+        return;
+      }
+      auto r = core_->CompleteTask(header_, linears_);
+      if (r.ok()) *resp_ = *r;
+      Finish(ToGrpcStatus(r.status()));
+      return;
+    }
+    if (chunk_.has_header()) {
+      if (have_header_) {
+        Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "report has two headers"));
+        return;
+      }
+      header_ = chunk_.header();
+      have_header_ = true;
+    }
+    bytes_ += static_cast<int64_t>(chunk_.ByteSizeLong());
+    if (bytes_ > kMaxReportBytes) {
+      Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "report larger than 4 GB"));
+      return;
+    }
+    for (auto& l : *chunk_.mutable_linears()) linears_.push_back(std::move(l));
+    chunk_.Clear();
+    StartRead(&chunk_);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  Coordinator* core_;
+  v1::CompleteTaskResponse* resp_;
+  v1::CompleteTaskChunk chunk_;
+  v1::CompleteTaskHeader header_;
+  bool have_header_ = false;
+  int64_t bytes_ = 0;
+  std::vector<v1::LinearStatsProto> linears_;
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------- calibration
+
+grpc::ServerUnaryReactor* CalibrationServiceImpl::SubmitJob(grpc::CallbackServerContext* ctx,
+                                                            const v1::SubmitJobRequest* req,
+                                                            v1::Job* resp) {
+  return Unary(ctx, auth_, Role::kClient, resp, [&] { return core_->SubmitJob(*req); });
+}
+
+grpc::ServerUnaryReactor* CalibrationServiceImpl::GetJob(grpc::CallbackServerContext* ctx,
+                                                         const v1::GetJobRequest* req,
+                                                         v1::Job* resp) {
+  return Unary(ctx, auth_, Role::kClient, resp, [&] { return core_->GetJob(req->job_id()); });
+}
+
+grpc::ServerUnaryReactor* CalibrationServiceImpl::ListJobs(grpc::CallbackServerContext* ctx,
+                                                           const v1::ListJobsRequest* req,
+                                                           v1::ListJobsResponse* resp) {
+  return Unary(ctx, auth_, Role::kClient, resp, [&] { return core_->ListJobs(*req); });
+}
+
+grpc::ServerUnaryReactor* CalibrationServiceImpl::CancelJob(grpc::CallbackServerContext* ctx,
+                                                            const v1::CancelJobRequest* req,
+                                                            v1::Job* resp) {
+  return Unary(ctx, auth_, Role::kClient, resp, [&] { return core_->CancelJob(req->job_id()); });
+}
+
+grpc::ServerWriteReactor<v1::Job>* CalibrationServiceImpl::WatchJob(
+    grpc::CallbackServerContext* ctx, const v1::WatchJobRequest* req) {
+  return new WatchReactor(core_, auth_, ctx, req->job_id(), &watchers_, max_watchers_);
+}
+
+grpc::ServerWriteReactor<v1::JobStatsChunk>* CalibrationServiceImpl::GetJobStats(
+    grpc::CallbackServerContext* ctx, const v1::GetJobStatsRequest* req) {
+  grpc::Status a = auth_->Check(*ctx, Role::kClient);
+  if (!a.ok()) return new ListWriter<v1::JobStatsChunk>(a);
+  std::vector<v1::JobStatsChunk> chunks;
+  absl::Status st = core_->StreamStats(req->job_id(), req->allow_partial(), 2 << 20,
+                                       [&](const v1::JobStatsChunk& c) {
+                                         chunks.push_back(c);
+                                         return true;
+                                       });
+  if (!st.ok()) return new ListWriter<v1::JobStatsChunk>(ToGrpcStatus(st));
+  return new ListWriter<v1::JobStatsChunk>(std::move(chunks));
+}
+
+// ---------------------------------------------------------------- workers
+
+grpc::ServerUnaryReactor* WorkerServiceImpl::RegisterWorker(grpc::CallbackServerContext* ctx,
+                                                            const v1::RegisterWorkerRequest* req,
+                                                            v1::RegisterWorkerResponse* resp) {
+  return Unary(ctx, auth_, Role::kWorker, resp, [&] { return core_->RegisterWorker(*req); });
+}
+
+grpc::ServerUnaryReactor* WorkerServiceImpl::LeaseTask(grpc::CallbackServerContext* ctx,
+                                                       const v1::LeaseTaskRequest* req,
+                                                       v1::LeaseTaskResponse* resp) {
+  return Unary(ctx, auth_, Role::kWorker, resp, [&] { return core_->LeaseTask(*req); });
+}
+
+grpc::ServerUnaryReactor* WorkerServiceImpl::Heartbeat(grpc::CallbackServerContext* ctx,
+                                                       const v1::HeartbeatRequest* req,
+                                                       v1::HeartbeatResponse* resp) {
+  return Unary(ctx, auth_, Role::kWorker, resp, [&] { return core_->Heartbeat(*req); });
+}
+
+grpc::ServerReadReactor<v1::CompleteTaskChunk>* WorkerServiceImpl::CompleteTask(
+    grpc::CallbackServerContext* ctx, v1::CompleteTaskResponse* resp) {
+  return new CompleteReactor(core_, auth_, ctx, resp);
+}
+
+grpc::ServerUnaryReactor* WorkerServiceImpl::FailTask(grpc::CallbackServerContext* ctx,
+                                                      const v1::FailTaskRequest* req,
+                                                      google::protobuf::Empty* resp) {
+  return Unary(ctx, auth_, Role::kWorker, resp, [&]() -> absl::StatusOr<google::protobuf::Empty> {
+    absl::Status st = core_->FailTask(*req);
+    if (!st.ok()) return st;
+    return google::protobuf::Empty();
+  });
+}
+
+// ---------------------------------------------------------------- operations
+
+grpc::ServerUnaryReactor* OperationsServiceImpl::GetOperation(grpc::CallbackServerContext* ctx,
+                                                              const v1::GetOperationRequest* req,
+                                                              v1::Operation* resp) {
+  return Unary(ctx, auth_, Role::kClient, resp, [&] { return core_->GetOperation(req->name()); });
+}
+
+grpc::ServerUnaryReactor* OperationsServiceImpl::ListOperations(
+    grpc::CallbackServerContext* ctx, const v1::ListOperationsRequest* req,
+    v1::ListOperationsResponse* resp) {
+  return Unary(ctx, auth_, Role::kClient, resp, [&] { return core_->ListOperations(*req); });
+}
+
+grpc::ServerUnaryReactor* OperationsServiceImpl::CancelOperation(
+    grpc::CallbackServerContext* ctx, const v1::CancelOperationRequest* req,
+    google::protobuf::Empty* resp) {
+  return Unary(ctx, auth_, Role::kClient, resp, [&]() -> absl::StatusOr<google::protobuf::Empty> {
+    absl::Status st = core_->CancelOperation(req->name());
+    if (!st.ok()) return st;
+    return google::protobuf::Empty();
+  });
+}
+
+grpc::ServerUnaryReactor* OperationsServiceImpl::WaitOperation(grpc::CallbackServerContext* ctx,
+                                                               const v1::WaitOperationRequest* req,
+                                                               v1::Operation* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  grpc::Status a = auth_->Check(*ctx, Role::kClient);
+  if (!a.ok()) {
+    reactor->Finish(a);
+    return reactor;
+  }
+  absl::Duration timeout = absl::Seconds(60);
+  if (req->has_timeout()) {
+    timeout = absl::Milliseconds(
+        google::protobuf::util::TimeUtil::DurationToMilliseconds(req->timeout()));
+  }
+  // Waiting may take up to a minute: keep it off gRPC's callback threads.
+  std::thread([core = core_, name = req->name(), timeout, resp, reactor] {
+    auto r = core->WaitOperation(name, timeout);
+    if (r.ok()) *resp = *r;
+    reactor->Finish(ToGrpcStatus(r.status()));
+  }).detach();
+  return reactor;
+}
+
+}  // namespace qcal::server
