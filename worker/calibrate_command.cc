@@ -10,6 +10,8 @@
 #include "common/stats/outputs.h"
 #include "worker/engine/engine.h"
 #include "worker/engine/token_file.h"
+#include "worker/text/sampler.h"
+#include "worker/text/tokenize_command.h"
 
 namespace qcal {
 namespace {
@@ -17,8 +19,9 @@ namespace {
 struct CalibrateFlags {
   std::string model;
   std::string tokens;
+  std::string corpus;
   std::string token_format = "auto";
-  int64_t seq_len = 512;
+  text::SamplingOptions sampling;
   std::string out;
   EngineOptions engine;
 };
@@ -29,7 +32,14 @@ int RunCalibrate(const CalibrateFlags& f) {
     std::cerr << "qcal-worker calibrate: " << s.message() << "\n";
     return 1;
   };
-  auto samples = ReadTokenFile(f.tokens, f.token_format, f.seq_len);
+  absl::StatusOr<std::vector<std::vector<int32_t>>> samples;
+  if (!f.corpus.empty()) {
+    auto sampler = text::OpenCorpusSampler(f.model, f.corpus, f.sampling);
+    if (!sampler.ok()) return fail(sampler.status());
+    samples = sampler->sampler->Samples(0, f.sampling.num_samples);
+  } else {
+    samples = ReadTokenFile(f.tokens, f.token_format, f.sampling.seq_len);
+  }
   if (!samples.ok()) return fail(samples.status());
   if (samples->empty()) return fail(absl::InvalidArgumentError(absl::StrCat(f.tokens, " holds no samples")));
   auto engine = CalibrationEngine::Load(f.model, f.engine);
@@ -67,13 +77,18 @@ void AddCalibrateCommand(CLI::App& app) {
       "calibrate", "Run the model over token samples and write activation statistics");
   cmd->add_option("--model", flags->model, "Hugging Face model folder (config.json + safetensors)")
       ->required();
-  cmd->add_option("--tokens", flags->tokens,
-                  "Token file: JSON lines of id arrays (.jsonl), or raw uint16/uint32 (.u16/.u32)")
-      ->required();
+  auto* tokens = cmd->add_option(
+      "--tokens", flags->tokens,
+      "Token file: JSON lines of id arrays (.jsonl), or raw uint16/uint32 (.u16/.u32) cut into "
+      "--seq-len windows");
+  auto* corpus = cmd->add_option("--corpus", flags->corpus,
+                                 "Text corpus (JSON lines with \"text\", plain or .zst, or plain "
+                                 "text), sampled with the options below");
+  tokens->excludes(corpus);
+  corpus->excludes(tokens);
   cmd->add_option("--token-format", flags->token_format, "auto, jsonl, u16 or u32")
       ->capture_default_str();
-  cmd->add_option("--seq-len", flags->seq_len, "Window length for raw token files")
-      ->capture_default_str();
+  text::AddSamplingOptions(cmd, &flags->sampling);
   cmd->add_option("--out", flags->out, "Output folder")->required();
   cmd->add_option("--batch-size", flags->engine.batch_size,
                   "Sequences per forward pass (speed only; never changes a figure)")
@@ -82,7 +97,12 @@ void AddCalibrateCommand(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--device", flags->engine.device, "cpu or cuda:N")->capture_default_str();
   cmd->add_flag("--bf16", flags->engine.bf16, "Run linear layers in bfloat16 (faster, less exact)");
-  cmd->callback([flags]() { throw CLI::RuntimeError(RunCalibrate(*flags)); });
+  cmd->callback([flags, tokens, corpus]() {
+    if (tokens->count() + corpus->count() != 1) {
+      throw CLI::ValidationError("calibrate", "give exactly one of --tokens FILE or --corpus FILE");
+    }
+    throw CLI::RuntimeError(RunCalibrate(*flags));
+  });
 }
 
 }  // namespace qcal
