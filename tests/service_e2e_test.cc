@@ -1,0 +1,404 @@
+// End to end over real gRPC on loopback with real qcal-coordinator and qcal-worker
+// processes: statistics equal the single-process engine's (bitwise for min, max,
+// counts and sketch buckets; sums within 1e-12 relative) for 1, 2 and 3 workers and
+// several shard and batch sizes; kill -9 of a worker mid-shard and of the
+// coordinator mid-job change nothing; bad input and bad tokens get clear statuses
+// while the coordinator keeps serving.
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+
+#include "common/stats/stats_proto.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "gtest/gtest.h"
+#include "proto/qcal/v1/calibration.grpc.pb.h"
+#include "proto/qcal/v1/worker.grpc.pb.h"
+#include "tests/test_cluster.h"
+#include "worker/engine/engine.h"
+#include "worker/text/sampler.h"
+
+namespace qcal {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::TestCluster;
+const std::string kData = QCAL_TEST_DATA_DIR;
+const std::string kModel = "models/llama-small";
+const std::string kCorpus = "corpus/calib.jsonl.zst";
+
+std::string TempDir(const std::string& name) {
+  return (fs::path(::testing::TempDir()) / ("qcal-e2e-" + std::to_string(getpid()) + "-" + name)).string();
+}
+
+v1::SubmitJobRequest Spec(int samples, int seq_len, int shard, int batch) {
+  v1::SubmitJobRequest r;
+  auto* s = r.mutable_spec();
+  s->set_model(kModel);
+  s->set_corpus(kCorpus);
+  s->mutable_sampling()->set_num_samples(samples);
+  s->mutable_sampling()->set_seq_len(seq_len);
+  s->set_shard_size(shard);
+  s->set_batch_size(batch);
+  s->set_report_interval_seconds(1);
+  return r;
+}
+
+// The single-process engine's statistics for the same sampling options.
+const stats::StatsSet& Reference(int samples, int seq_len) {
+  static std::map<std::pair<int, int>, stats::StatsSet> cache;
+  auto key = std::make_pair(samples, seq_len);
+  if (!cache.count(key)) {
+    text::SamplingOptions o;
+    o.num_samples = samples;
+    o.seq_len = seq_len;
+    auto sampler = text::OpenCorpusSampler(kData + "/" + kModel, kData + "/" + kCorpus, o);
+    EXPECT_TRUE(sampler.ok()) << sampler.status();
+    auto ids = sampler->sampler->Samples(0, samples);
+    EXPECT_TRUE(ids.ok());
+    EngineOptions eo;
+    eo.batch_size = 8;
+    eo.threads = 1;
+    auto engine = CalibrationEngine::Load(kData + "/" + kModel, eo);
+    EXPECT_TRUE(engine.ok());
+    stats::StatsSet s;
+    EXPECT_TRUE((*engine)->Accumulate(*ids, &s).ok());
+    cache[key] = std::move(s);
+  }
+  return cache[key];
+}
+
+v1::Job WaitFinal(TestCluster& c, const std::string& job_id, int timeout_s = 240) {
+  auto stub = v1::CalibrationService::NewStub(c.Channel());
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+  v1::Job last;
+  while (std::chrono::steady_clock::now() < until) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    v1::GetJobRequest r;
+    r.set_job_id(job_id);
+    if (stub->GetJob(&ctx, r, &last).ok() &&
+        (last.state() == v1::JOB_CALIBRATED || last.state() == v1::JOB_FAILED ||
+         last.state() == v1::JOB_CANCELLED)) {
+      return last;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ADD_FAILURE() << "job " << job_id << " did not finish: " << last.DebugString() << c.Logs();
+  return last;
+}
+
+// Polls until `pred(job)` holds.
+bool WaitFor(TestCluster& c, const std::string& job_id, const std::function<bool(const v1::Job&)>& pred,
+             int timeout_s = 120) {
+  auto stub = v1::CalibrationService::NewStub(c.Channel());
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+  while (std::chrono::steady_clock::now() < until) {
+    grpc::ClientContext ctx;
+    v1::GetJobRequest r;
+    r.set_job_id(job_id);
+    v1::Job j;
+    if (stub->GetJob(&ctx, r, &j).ok() && pred(j)) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return false;
+}
+
+std::string Submit(TestCluster& c, const v1::SubmitJobRequest& r) {
+  auto stub = v1::CalibrationService::NewStub(c.Channel());
+  grpc::ClientContext ctx;
+  v1::Job job;
+  grpc::Status s = stub->SubmitJob(&ctx, r, &job);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  return job.id();
+}
+
+stats::StatsSet FetchStats(TestCluster& c, const std::string& job_id) {
+  auto stub = v1::CalibrationService::NewStub(c.Channel());
+  grpc::ClientContext ctx;
+  v1::GetJobStatsRequest r;
+  r.set_job_id(job_id);
+  auto reader = stub->GetJobStats(&ctx, r);
+  v1::StatsSetProto all;
+  v1::JobStatsChunk chunk;
+  int64_t tokens = 0;
+  while (reader->Read(&chunk)) {
+    if (!chunk.job_id().empty()) tokens = chunk.tokens();
+    for (auto& l : *chunk.mutable_linears()) *all.add_linears() = l;
+  }
+  grpc::Status s = reader->Finish();
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  all.set_tokens(tokens);
+  auto set = stats::StatsSetFromProto(all);
+  EXPECT_TRUE(set.ok()) << set.status();
+  return set.ok() ? *set : stats::StatsSet();
+}
+
+void ExpectSameStatistics(const stats::StatsSet& got, const stats::StatsSet& want) {
+  ASSERT_EQ(got.size(), want.size());
+  EXPECT_EQ(got.tokens(), want.tokens());
+  double worst = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    ASSERT_EQ(got.at(i).name, want.at(i).name);
+    for (int side = 0; side < 2; ++side) {
+      const auto& a = side ? got.at(i).output : got.at(i).input;
+      const auto& b = side ? want.at(i).output : want.at(i).input;
+      ASSERT_EQ(a.count(), b.count()) << want.at(i).name;
+      ASSERT_EQ(a.min(), b.min()) << want.at(i).name;
+      ASSERT_EQ(a.max(), b.max()) << want.at(i).name;
+      ASSERT_TRUE(a.sketch() == b.sketch()) << want.at(i).name;
+      for (int64_t c = 0; c < a.channels(); ++c) {
+        const double d = std::abs(a.sum()[c] - b.sum()[c]) / std::max(1e-300, std::abs(b.sum()[c]));
+        const double e = std::abs(a.sumsq()[c] - b.sumsq()[c]) / std::max(1e-300, b.sumsq()[c]);
+        worst = std::max({worst, d, e});
+      }
+    }
+  }
+  EXPECT_LE(worst, 1e-12);
+  std::printf("  statistics equal the single-process engine's; largest relative sum difference %.3g\n", worst);
+}
+
+TEST(ServiceE2eTest, OneTwoThreeWorkersAnyShardAndBatchSizeGiveTheEngineStatistics) {
+  TestCluster c(TempDir("workers"));
+  ASSERT_TRUE(c.StartCoordinator(kData)) << c.Logs();
+  c.AddWorker();
+  c.AddWorker();
+  const std::string a = Submit(c, Spec(24, 64, 4, 3));
+  v1::Job ja = WaitFinal(c, a);
+  ASSERT_EQ(ja.state(), v1::JOB_CALIBRATED) << ja.DebugString() << c.Logs();
+  EXPECT_EQ(ja.progress().samples_done(), 24);
+  std::printf("2 workers, shard 4, batch 3:\n");
+  ExpectSameStatistics(FetchStats(c, a), Reference(24, 64));
+
+  c.AddWorker();
+  const std::string b = Submit(c, Spec(24, 64, 7, 1));
+  ASSERT_EQ(WaitFinal(c, b).state(), v1::JOB_CALIBRATED) << c.Logs();
+  std::printf("3 workers, shard 7, batch 1:\n");
+  ExpectSameStatistics(FetchStats(c, b), Reference(24, 64));
+
+  c.workers()[0]->Kill(SIGTERM);
+  c.workers()[1]->Kill(SIGTERM);
+  const std::string d = Submit(c, Spec(24, 64, 24, 8));
+  ASSERT_EQ(WaitFinal(c, d).state(), v1::JOB_CALIBRATED) << c.Logs();
+  std::printf("1 worker, shard 24, batch 8:\n");
+  ExpectSameStatistics(FetchStats(c, d), Reference(24, 64));
+}
+
+TEST(ServiceE2eTest, KillNineWorkerMidShard) {
+  TestCluster c(TempDir("kill-worker"));
+  ASSERT_TRUE(c.StartCoordinator(kData, /*lease_seconds=*/2)) << c.Logs();
+  testing::Child& doomed = c.AddWorker();
+  const std::string id = Submit(c, Spec(24, 64, 4, 4));
+  // Leased and nothing reported yet: the worker is inside its first shard.
+  ASSERT_TRUE(WaitFor(c, id, [](const v1::Job& j) {
+    return j.progress().shards_leased() > 0 && j.progress().shards_done() == 0;
+  })) << c.Logs();
+  ASSERT_TRUE(doomed.Kill(SIGKILL));
+  c.AddWorker();
+  c.AddWorker();
+  v1::Job j = WaitFinal(c, id);
+  ASSERT_EQ(j.state(), v1::JOB_CALIBRATED) << c.Logs();
+  EXPECT_GE(j.progress().lease_expiries(), 1);
+  EXPECT_EQ(j.progress().samples_done(), 24);  // no shard counted twice
+  ExpectSameStatistics(FetchStats(c, id), Reference(24, 64));
+}
+
+TEST(ServiceE2eTest, KillNineCoordinatorMidJob) {
+  TestCluster c(TempDir("kill-coordinator"));
+  ASSERT_TRUE(c.StartCoordinator(kData)) << c.Logs();
+  c.AddWorker();
+  c.AddWorker();
+  const std::string id = Submit(c, Spec(48, 64, 2, 2));
+  ASSERT_TRUE(WaitFor(c, id, [](const v1::Job& j) {
+    return j.progress().shards_done() >= 2 && j.state() == v1::JOB_RUNNING;
+  })) << c.Logs();
+  ASSERT_TRUE(c.coordinator().Kill(SIGKILL));
+  ASSERT_TRUE(c.StartCoordinator(kData)) << c.Logs();
+  v1::Job j = WaitFinal(c, id);
+  ASSERT_EQ(j.state(), v1::JOB_CALIBRATED) << c.Logs();
+  EXPECT_EQ(j.progress().samples_done(), 48);
+  ExpectSameStatistics(FetchStats(c, id), Reference(48, 64));
+}
+
+// ---------------------------------------------------------------- bad input
+
+grpc::Status Call(TestCluster& c, const v1::SubmitJobRequest& r, const std::string& token) {
+  auto stub = v1::CalibrationService::NewStub(c.Channel());
+  grpc::ClientContext ctx;
+  if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
+  v1::Job job;
+  return stub->SubmitJob(&ctx, r, &job);
+}
+
+// grpc.health.v1.Health/Check with an empty request, without any token.
+bool HealthServing(TestCluster& c) {
+  grpc::GenericStub stub(c.Channel());
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  grpc::ByteBuffer req, resp;
+  grpc::Slice empty("");
+  req = grpc::ByteBuffer(&empty, 1);
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  grpc::Status status;
+  stub.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &req, &resp,
+                 [&](grpc::Status s) {
+                   std::lock_guard<std::mutex> l(mu);
+                   status = s;
+                   done = true;
+                   cv.notify_all();
+                 });
+  std::unique_lock<std::mutex> l(mu);
+  cv.wait(l, [&] { return done; });
+  std::vector<grpc::Slice> slices;
+  if (!status.ok() || !resp.Dump(&slices).ok() || slices.empty()) return false;
+  const std::string bytes(reinterpret_cast<const char*>(slices[0].begin()), slices[0].size());
+  return bytes == std::string("\x08\x01", 2);  // status: SERVING
+}
+
+TEST(ServiceE2eTest, BadInputAndTokensGetClearStatusesAndTheServerKeepsServing) {
+  const std::string root = TempDir("bad-root");
+  fs::remove_all(root);
+  fs::create_directories(root + "/models");
+  fs::create_directories(root + "/corpus");
+  for (const char* m : {"llama-tiny", "mamba", "corrupt"}) {
+    fs::copy(kData + "/models/llama-tiny", root + "/models/" + m);
+    for (auto& e : fs::directory_iterator(root + "/models/" + m)) {
+      fs::permissions(e.path(), fs::perms::owner_write, fs::perm_options::add);
+    }
+  }
+  {
+    std::string cfg = testing::ReadAll(root + "/models/mamba/config.json");
+    cfg.replace(cfg.find("\"llama\""), 7, "\"mamba\"");
+    std::ofstream(root + "/models/mamba/config.json") << cfg;
+    std::string w = testing::ReadAll(root + "/models/corrupt/model.safetensors");
+    std::ofstream(root + "/models/corrupt/model.safetensors", std::ios::binary) << w.substr(0, 5000);
+  }
+  fs::copy_file(kData + "/corpus/sample.jsonl", root + "/corpus/sample.jsonl");
+  std::ofstream(root + "/corpus/bad.jsonl") << "not json\n{\"meta\": 1}\n";
+  const std::string dir = TempDir("auth");
+  fs::create_directories(dir + "/tokens");
+  std::ofstream(dir + "/tokens/client") << "client-secret\n";
+  std::ofstream(dir + "/tokens/worker") << "worker-secret\n";
+  TestCluster c(dir + "/cluster", {"--client-token-file", dir + "/tokens/client",
+                                   "--worker-token-file", dir + "/tokens/worker"});
+  ASSERT_TRUE(c.StartCoordinator(root)) << c.Logs();
+
+  auto spec = [](const std::string& model, const std::string& corpus, int64_t samples) {
+    v1::SubmitJobRequest r;
+    r.mutable_spec()->set_model(model);
+    r.mutable_spec()->set_corpus(corpus);
+    r.mutable_spec()->mutable_sampling()->set_num_samples(samples);
+    r.mutable_spec()->mutable_sampling()->set_seq_len(32);
+    r.mutable_spec()->set_shard_size(4);
+    return r;
+  };
+  const auto good = spec("models/llama-tiny", "corpus/sample.jsonl", 8);
+  // Tokens: only health answers without the right one.
+  EXPECT_TRUE(HealthServing(c));
+  EXPECT_EQ(Call(c, good, "").error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(Call(c, good, "guess").error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  {
+    auto stub = v1::WorkerService::NewStub(c.Channel());
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer client-secret");  // a client token is no worker token
+    v1::RegisterWorkerResponse resp;
+    EXPECT_EQ(stub->RegisterWorker(&ctx, v1::RegisterWorkerRequest(), &resp).error_code(),
+              grpc::StatusCode::UNAUTHENTICATED);
+  }
+  const std::string tok = "client-secret";
+  struct Case {
+    v1::SubmitJobRequest req;
+    grpc::StatusCode code;
+    std::string words;
+  };
+  std::vector<Case> cases = {
+      {spec("/etc", "corpus/sample.jsonl", 8), grpc::StatusCode::PERMISSION_DENIED, "outside the data roots"},
+      {spec("models/../../etc", "corpus/sample.jsonl", 8), grpc::StatusCode::INVALID_ARGUMENT, ".."},
+      {spec("models/missing", "corpus/sample.jsonl", 8), grpc::StatusCode::NOT_FOUND, "models/missing"},
+      {spec("models/mamba", "corpus/sample.jsonl", 8), grpc::StatusCode::UNIMPLEMENTED, "mamba"},
+      {spec("models/corrupt", "corpus/sample.jsonl", 8), grpc::StatusCode::INVALID_ARGUMENT, "model.safetensors"},
+      {spec("models/llama-tiny", "corpus/bad.jsonl", 8), grpc::StatusCode::INVALID_ARGUMENT, "bad.jsonl:1"},
+      {spec("models/llama-tiny", "corpus/sample.jsonl", 0), grpc::StatusCode::INVALID_ARGUMENT, "num_samples"},
+      {spec("models/llama-tiny", "corpus/sample.jsonl", int64_t{1} << 50), grpc::StatusCode::INVALID_ARGUMENT, "num_samples"},
+  };
+  for (const Case& k : cases) {
+    grpc::Status s = Call(c, k.req, tok);
+    EXPECT_EQ(s.error_code(), k.code) << k.req.spec().model() << " " << s.error_message();
+    EXPECT_NE(s.error_message().find(k.words), std::string::npos) << s.error_message();
+  }
+  {
+    auto stub = v1::CalibrationService::NewStub(c.Channel());
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer " + tok);
+    v1::GetJobRequest r;
+    r.set_job_id("job-unknown");
+    v1::Job j;
+    grpc::Status s = stub->GetJob(&ctx, r, &j);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+    EXPECT_NE(s.error_message().find("job-unknown"), std::string::npos);
+  }
+  // A report under a stale lease: lease a task, let the lease expire, report.
+  const std::string id = [&] {
+    auto stub = v1::CalibrationService::NewStub(c.Channel());
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer " + tok);
+    v1::Job j;
+    EXPECT_TRUE(stub->SubmitJob(&ctx, good, &j).ok());
+    return j.id();
+  }();
+  auto wstub = v1::WorkerService::NewStub(c.Channel());
+  auto wctx = [](grpc::ClientContext& ctx) { ctx.AddMetadata("authorization", "Bearer worker-secret"); };
+  v1::RegisterWorkerResponse reg;
+  {
+    grpc::ClientContext ctx;
+    wctx(ctx);
+    ASSERT_TRUE(wstub->RegisterWorker(&ctx, v1::RegisterWorkerRequest(), &reg).ok());
+  }
+  v1::LeaseTaskResponse lease;
+  {
+    grpc::ClientContext ctx;
+    wctx(ctx);
+    v1::LeaseTaskRequest r;
+    r.set_worker_id(reg.worker_id());
+    ASSERT_TRUE(wstub->LeaseTask(&ctx, r, &lease).ok());
+    ASSERT_TRUE(lease.has_task());
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(4500));  // lease is 3 s
+  {
+    grpc::ClientContext ctx;
+    wctx(ctx);
+    v1::CompleteTaskResponse resp;
+    auto writer = wstub->CompleteTask(&ctx, &resp);
+    v1::CompleteTaskChunk chunk;
+    chunk.mutable_header()->set_worker_id(reg.worker_id());
+    chunk.mutable_header()->set_task_id(lease.task().task_id());
+    chunk.mutable_header()->set_lease_id(lease.task().lease_id());
+    chunk.mutable_header()->set_samples(4);
+    chunk.mutable_header()->set_tokens(10);
+    writer->Write(chunk);
+    writer->WritesDone();
+    grpc::Status s = writer->Finish();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
+    EXPECT_NE(s.error_message().find("not current"), std::string::npos) << s.error_message();
+  }
+  // Still serving, and the job is intact.
+  EXPECT_TRUE(HealthServing(c));
+  EXPECT_TRUE(c.coordinator().running());
+  auto stub = v1::CalibrationService::NewStub(c.Channel());
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", "Bearer " + tok);
+  v1::GetJobRequest r;
+  r.set_job_id(id);
+  v1::Job j;
+  ASSERT_TRUE(stub->GetJob(&ctx, r, &j).ok());
+  EXPECT_EQ(j.progress().shards_done(), 0);
+  EXPECT_EQ(j.progress().lease_expiries(), 1);
+  // SIGTERM: graceful stop with exit code 0.
+  ASSERT_TRUE(c.coordinator().Kill(SIGTERM));
+  EXPECT_TRUE(WIFEXITED(c.coordinator().exit_status()) && WEXITSTATUS(c.coordinator().exit_status()) == 0);
+}
+
+}  // namespace
+}  // namespace qcal

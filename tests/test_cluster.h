@@ -1,0 +1,154 @@
+// Real processes for end-to-end tests: qcal-coordinator and qcal-worker started as
+// children on loopback, killed with any signal, restarted on the same database and
+// port. Binaries come from the build (QCAL_COORDINATOR_BIN, QCAL_WORKER_BIN).
+#ifndef QCAL_TESTS_TEST_CLUSTER_H_
+#define QCAL_TESTS_TEST_CLUSTER_H_
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "grpcpp/grpcpp.h"
+
+namespace qcal::testing {
+
+extern "C" char** environ;
+
+// A child process; killed (SIGKILL) when destroyed if still running.
+class Child {
+ public:
+  Child(std::vector<std::string> argv, const std::string& log) {
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    if (posix_spawn(&pid_, args[0], &fa, nullptr, args.data(), environ) != 0) pid_ = -1;
+    posix_spawn_file_actions_destroy(&fa);
+  }
+  ~Child() { Kill(SIGKILL); }
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+
+  pid_t pid() const { return pid_; }
+  bool running() {
+    if (pid_ <= 0) return false;
+    int status;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      exit_status_ = status;
+      pid_ = -1;
+      return false;
+    }
+    return true;
+  }
+  // Sends `sig` and waits for the process to end (up to `timeout`). Returns whether it ended.
+  bool Kill(int sig, std::chrono::seconds timeout = std::chrono::seconds(30)) {
+    if (pid_ <= 0) return true;
+    ::kill(pid_, sig);
+    const auto until = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < until) {
+      if (!running()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ::kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+    return false;
+  }
+  int exit_status() const { return exit_status_; }
+
+ private:
+  pid_t pid_ = -1;
+  int exit_status_ = -1;
+};
+
+inline std::string ReadAll(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// A coordinator (restartable on the same db and port) and any number of workers.
+class TestCluster {
+ public:
+  explicit TestCluster(std::string dir, std::vector<std::string> extra_coordinator_flags = {})
+      : dir_(std::move(dir)), extra_(std::move(extra_coordinator_flags)) {
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+  }
+
+  // Starts (or restarts) the coordinator and waits until it serves. The first start
+  // picks a free port; restarts reuse it.
+  bool StartCoordinator(const std::string& data_root, double lease_seconds = 3) {
+    const std::string port_file = dir_ + "/port";
+    std::filesystem::remove(port_file);
+    std::vector<std::string> argv = {QCAL_COORDINATOR_BIN,
+                                     "--listen", address_.empty() ? "127.0.0.1:0" : address_,
+                                     "--db", dir_ + "/db", "--data-root", data_root,
+                                     "--port-file", port_file, "--metrics-listen", "",
+                                     "--lease-seconds", std::to_string(lease_seconds)};
+    argv.insert(argv.end(), extra_.begin(), extra_.end());
+    coordinator_ = std::make_unique<Child>(argv, dir_ + "/coordinator.log");
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (std::chrono::steady_clock::now() < until) {
+      if (std::filesystem::exists(port_file)) {
+        std::string a = ReadAll(port_file);
+        while (!a.empty() && (a.back() == '\n')) a.pop_back();
+        address_ = a;
+        return true;
+      }
+      if (!coordinator_->running()) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  }
+
+  Child& coordinator() { return *coordinator_; }
+
+  Child& AddWorker(std::vector<std::string> extra = {}) {
+    std::vector<std::string> argv = {QCAL_WORKER_BIN, "--coordinator", address_, "--threads", "1",
+                                     "--name", "w" + std::to_string(workers_.size())};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    workers_.push_back(std::make_unique<Child>(
+        argv, dir_ + "/worker" + std::to_string(workers_.size()) + ".log"));
+    return *workers_.back();
+  }
+  std::vector<std::unique_ptr<Child>>& workers() { return workers_; }
+
+  std::shared_ptr<grpc::Channel> Channel() const {
+    return grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
+  }
+  const std::string& address() const { return address_; }
+  const std::string& dir() const { return dir_; }
+  std::string Logs() const {
+    std::string out;
+    for (const auto& e : std::filesystem::directory_iterator(dir_)) {
+      if (e.path().extension() == ".log") out += "=== " + e.path().string() + "\n" + ReadAll(e.path());
+    }
+    return out;
+  }
+
+ private:
+  std::string dir_;
+  std::vector<std::string> extra_;
+  std::string address_;
+  std::unique_ptr<Child> coordinator_;
+  std::vector<std::unique_ptr<Child>> workers_;
+};
+
+}  // namespace qcal::testing
+
+#endif  // QCAL_TESTS_TEST_CLUSTER_H_
