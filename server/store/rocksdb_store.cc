@@ -1,0 +1,381 @@
+#include "server/store/rocksdb_store.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "absl/memory/memory.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "rocksdb/cache.h"
+#include "rocksdb/db.h"
+#include "rocksdb/filter_policy.h"
+#include "rocksdb/iterator.h"
+#include "rocksdb/options.h"
+#include "rocksdb/slice.h"
+#include "rocksdb/table.h"
+#include "rocksdb/write_batch.h"
+#include "server/store/write_checks.h"
+
+namespace qcal::server {
+namespace {
+
+// More cached kStats shapes than this and the cache starts over (a miss costs one
+// Get); bounds memory over many jobs.
+constexpr size_t kMaxCachedShapes = 1 << 16;
+
+// Converts a RocksDB status; the message names the directory and the operation.
+absl::Status FromRocks(const rocksdb::Status& s, absl::string_view dir,
+                       absl::string_view what, absl::string_view detail = "") {
+  if (s.ok()) return absl::OkStatus();
+  std::string msg = absl::StrCat("rocksdb store ", dir, ": ", what, ": ", s.ToString());
+  if (!detail.empty()) absl::StrAppend(&msg, " (", detail, ")");
+  using C = rocksdb::Status::Code;
+  switch (s.code()) {
+    case C::kNotFound:
+      return absl::NotFoundError(msg);
+    case C::kCorruption:
+      return absl::DataLossError(msg);
+    case C::kNotSupported:
+      return absl::UnimplementedError(msg);
+    case C::kInvalidArgument:
+      return absl::InvalidArgumentError(msg);
+    case C::kIOError:
+      if (s.IsNoSpace()) return absl::ResourceExhaustedError(msg);
+      return absl::InternalError(msg);
+    case C::kTimedOut:
+      return absl::DeadlineExceededError(msg);
+    case C::kAborted:
+      return absl::AbortedError(msg);
+    case C::kShutdownInProgress:
+    case C::kBusy:
+    case C::kExpired:
+    case C::kTryAgain:
+      return absl::UnavailableError(msg);
+    case C::kCompactionTooLarge:
+      return absl::ResourceExhaustedError(msg);
+    case C::kColumnFamilyDropped:
+      return absl::FailedPreconditionError(msg);
+    default:
+      return absl::InternalError(msg);
+  }
+}
+
+// True for RocksDB's "LOCK file held" errors (PosixFileSystem::LockFile): "While
+// lock file: <dir>/LOCK: Resource temporarily unavailable" when another process
+// holds it, "lock hold by current process ..." when another DB in this one does.
+// (Matching the exact phrases, not "lock" anywhere: a path may contain "blocks".)
+bool IsLockError(const rocksdb::Status& s) {
+  if (!s.IsIOError()) return false;
+  const std::string msg = s.ToString();
+  return absl::StrContains(msg, "While lock file") ||
+         absl::StrContains(msg, "lock hold by current process");
+}
+
+// The smallest string greater than every string starting with `prefix`; false when
+// there is none (prefix empty or all 0xff).
+bool PrefixSuccessor(const std::string& prefix, std::string* out) {
+  *out = prefix;
+  while (!out->empty() && static_cast<unsigned char>(out->back()) == 0xff)
+    out->pop_back();
+  if (out->empty()) return false;
+  out->back() = static_cast<char>(static_cast<unsigned char>(out->back()) + 1);
+  return true;
+}
+
+std::string WithMergeError(absl::string_view what) {
+  std::string merge_error = LinearStatsMergeOperator::TakeLastMergeError();
+  if (merge_error.empty()) return std::string(what);
+  return absl::StrCat(what, " [", merge_error, "]");
+}
+
+}  // namespace
+
+RocksDbStore::RocksDbStore(std::string dir, const RocksDbOptions& options)
+    : dir_(std::move(dir)),
+      sync_writes_(options.sync_writes),
+      merge_operator_(std::make_shared<LinearStatsMergeOperator>()) {}
+
+absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(
+    const std::string& dir, const RocksDbOptions& options) {
+  if (dir.empty()) return absl::InvalidArgumentError("rocksdb store: empty directory");
+  std::error_code ec;
+  if (options.create_if_missing) {
+    std::filesystem::create_directories(dir, ec);
+    if (ec) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "rocksdb store ", dir, ": cannot create the directory: ", ec.message()));
+    }
+  } else if (!std::filesystem::exists(std::filesystem::path(dir) / "CURRENT", ec)) {
+    return absl::NotFoundError(absl::StrCat(
+        "rocksdb store ", dir, ": no database there (create_if_missing is off)"));
+  }
+
+  auto store = absl::WrapUnique(new RocksDbStore(dir, options));
+
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = options.create_if_missing;
+  db_options.create_missing_column_families = true;
+  db_options.max_background_jobs = std::max(1, options.max_background_jobs);
+  db_options.keep_log_file_num = 10;
+
+  rocksdb::BlockBasedTableOptions table_options;
+  table_options.block_cache = rocksdb::NewLRUCache(options.block_cache_mb << 20);
+  table_options.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  rocksdb::ColumnFamilyOptions cf_options;
+  cf_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table_options));
+
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  descriptors.emplace_back(rocksdb::kDefaultColumnFamilyName, cf_options);
+  for (int i = 0; i < kNumFamilies; ++i) {
+    const Family f = static_cast<Family>(i);
+    rocksdb::ColumnFamilyOptions family_options = cf_options;
+    if (f == Family::kStats) family_options.merge_operator = store->merge_operator_;
+    descriptors.emplace_back(FamilyName(f), family_options);
+  }
+
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw_db = nullptr;
+  const rocksdb::Status s =
+      rocksdb::DB::Open(db_options, dir, descriptors, &handles, &raw_db);
+  if (!s.ok()) {
+    if (IsLockError(s)) {
+      return absl::UnavailableError(
+          absl::StrCat("rocksdb store ", dir,
+                       ": the database is locked by another process or store "
+                       "(is another qcal-coordinator running on this directory?): ",
+                       s.ToString()));
+    }
+    if (s.IsInvalidArgument() &&
+        absl::StrContains(s.ToString(), "Column families not opened")) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("rocksdb store ", dir,
+                       ": the database has column families this build does not "
+                       "know (written by a newer qcal?): ",
+                       s.ToString()));
+    }
+    return FromRocks(s, dir, "open");
+  }
+  store->db_.reset(raw_db);
+  store->default_handle_ = handles[0];
+  for (int i = 0; i < kNumFamilies; ++i) store->handles_[i] = handles[i + 1];
+  QCAL_RETURN_IF_ERROR(store->InitSchema());
+  return store;
+}
+
+RocksDbStore::~RocksDbStore() {
+  if (db_ == nullptr) return;
+  for (rocksdb::ColumnFamilyHandle* h : handles_) {
+    if (h != nullptr) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+  }
+  if (default_handle_ != nullptr) {
+    db_->DestroyColumnFamilyHandle(default_handle_).PermitUncheckedError();
+  }
+  db_->Close().PermitUncheckedError();
+  db_.reset();
+}
+
+absl::Status RocksDbStore::InitSchema() {
+  QCAL_ASSIGN_OR_RETURN(std::optional<std::string> version,
+                        Get(Family::kMeta, kSchemaVersionKey));
+  if (version.has_value()) {
+    int v = 0;
+    if (!absl::SimpleAtoi(*version, &v) || v != kSchemaVersion) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "rocksdb store ", dir_, ": schema version '", absl::CHexEscape(*version),
+          "' is not the version this build reads (", kSchemaVersion, ")"));
+    }
+    return absl::OkStatus();
+  }
+  // No version: a new database (or one whose creation was interrupted before the
+  // version was written) must be empty; anything else is not ours.
+  for (int i = 0; i < kNumFamilies; ++i) {
+    std::unique_ptr<rocksdb::Iterator> it(
+        db_->NewIterator(rocksdb::ReadOptions(), handles_[i]));
+    it->SeekToFirst();
+    if (it->Valid()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "rocksdb store ", dir_, ": the database holds data but no schema version (",
+          FamilyName(static_cast<Family>(i)), " is not empty): not a qcal store"));
+    }
+    QCAL_RETURN_IF_ERROR(FromRocks(it->status(), dir_, "schema check"));
+  }
+  rocksdb::WriteOptions write_options;
+  write_options.sync = true;
+  return FromRocks(db_->Put(write_options, Handle(Family::kMeta), kSchemaVersionKey,
+                            std::to_string(kSchemaVersion)),
+                   dir_, "write schema version");
+}
+
+rocksdb::ColumnFamilyHandle* RocksDbStore::Handle(Family f) const {
+  return handles_[static_cast<size_t>(f)];
+}
+
+absl::StatusOr<std::optional<std::string>> RocksDbStore::Get(Family f,
+                                                             const std::string& key) {
+  if (!IsValidFamily(f)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("get: unknown family ", static_cast<int>(f)));
+  }
+  rocksdb::PinnableSlice value;
+  LinearStatsMergeOperator::TakeLastMergeError();
+  const rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), Handle(f), key, &value);
+  if (s.IsNotFound()) return std::nullopt;
+  if (!s.ok()) {
+    return FromRocks(s, dir_, WithMergeError(absl::StrCat("get ", DescribeKey(f, key))));
+  }
+  return std::string(value.data(), value.size());
+}
+
+absl::Status RocksDbStore::Commit(const WriteBatch& batch) {
+  rocksdb::WriteBatch wb;
+  for (const WriteBatch::Op& op : batch.ops()) {
+    rocksdb::Status s;
+    switch (op.type) {
+      case WriteBatch::OpType::kPut:
+        s = wb.Put(Handle(op.family), op.key, op.value);
+        break;
+      case WriteBatch::OpType::kDelete:
+        s = wb.Delete(Handle(op.family), op.key);
+        break;
+      case WriteBatch::OpType::kMerge:
+        s = wb.Merge(Handle(op.family), op.key, op.value);
+        break;
+    }
+    QCAL_RETURN_IF_ERROR(FromRocks(s, dir_, "build write batch"));
+  }
+  rocksdb::WriteOptions write_options;
+  write_options.sync = sync_writes_;
+  return FromRocks(db_->Write(write_options, &wb), dir_, "write");
+}
+
+absl::StatusOr<RocksDbStore::ShapeEntry> RocksDbStore::CurrentShape(
+    const std::string& key) {
+  if (auto it = shape_cache_.find(key); it != shape_cache_.end()) return it->second;
+  QCAL_ASSIGN_OR_RETURN(std::optional<std::string> value, Get(Family::kStats, key));
+  ShapeEntry shape;
+  if (value.has_value()) {
+    absl::StatusOr<LinearStatsShape> parsed = ValidateLinearStats(*value);
+    if (!parsed.ok()) {
+      return absl::DataLossError(absl::StrCat("rocksdb store ", dir_, ": stored ",
+                                              DescribeKey(Family::kStats, key), ": ",
+                                              parsed.status().message()));
+    }
+    shape = *std::move(parsed);
+  }
+  if (shape_cache_.size() >= kMaxCachedShapes) shape_cache_.clear();
+  shape_cache_[key] = shape;
+  return shape;
+}
+
+absl::Status RocksDbStore::Write(const WriteBatch& batch) {
+  QCAL_RETURN_IF_ERROR(CheckBatchStructure(batch));
+  const bool touches_stats =
+      std::any_of(batch.ops().begin(), batch.ops().end(),
+                  [](const WriteBatch::Op& op) { return op.family == Family::kStats; });
+  if (!touches_stats) return Commit(batch);
+
+  absl::MutexLock lock(&stats_mu_);
+  // The shape each touched key will have once the batch is applied.
+  absl::flat_hash_map<std::string, ShapeEntry> staged;
+  for (const WriteBatch::Op& op : batch.ops()) {
+    if (op.family != Family::kStats) continue;
+    if (op.type == WriteBatch::OpType::kDelete) {
+      staged[op.key] = std::nullopt;
+      continue;
+    }
+    absl::StatusOr<LinearStatsShape> shape = ValidateLinearStats(op.value);
+    if (!shape.ok()) return AnnotateKey(op.family, op.key, shape.status());
+    if (op.type == WriteBatch::OpType::kMerge) {
+      ShapeEntry current;
+      if (auto it = staged.find(op.key); it != staged.end()) {
+        current = it->second;
+      } else {
+        QCAL_ASSIGN_OR_RETURN(current, CurrentShape(op.key));
+      }
+      if (current.has_value()) {
+        QCAL_RETURN_IF_ERROR(CheckSameShape(op.family, op.key, *current, *shape));
+      }
+    }
+    staged[op.key] = *std::move(shape);
+  }
+  QCAL_RETURN_IF_ERROR(Commit(batch));
+  if (shape_cache_.size() + staged.size() > kMaxCachedShapes) shape_cache_.clear();
+  for (auto& [key, shape] : staged) shape_cache_[key] = std::move(shape);
+  return absl::OkStatus();
+}
+
+absl::Status RocksDbStore::WriteUncheckedForTesting(const WriteBatch& batch) {
+  QCAL_RETURN_IF_ERROR(CheckBatchStructure(batch));
+  absl::MutexLock lock(&stats_mu_);
+  shape_cache_.clear();
+  return Commit(batch);
+}
+
+absl::Status RocksDbStore::Scan(
+    Family f, const std::string& prefix,
+    const std::function<bool(const std::string& key, const std::string& value)>& fn) {
+  if (!IsValidFamily(f)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("scan: unknown family ", static_cast<int>(f)));
+  }
+  rocksdb::ReadOptions read_options;
+  std::string upper;
+  rocksdb::Slice upper_slice;
+  if (PrefixSuccessor(prefix, &upper)) {
+    upper_slice = rocksdb::Slice(upper);
+    read_options.iterate_upper_bound = &upper_slice;
+  }
+  LinearStatsMergeOperator::TakeLastMergeError();
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, Handle(f)));
+  for (it->Seek(prefix); it->Valid(); it->Next()) {
+    if (!it->key().starts_with(prefix)) break;
+    if (!fn(it->key().ToString(), it->value().ToString())) break;
+  }
+  if (!it->status().ok()) {
+    return FromRocks(
+        it->status(), dir_,
+        WithMergeError(absl::StrCat("scan ", DescribeKey(f, prefix), " (prefix)")));
+  }
+  return absl::OkStatus();
+}
+
+int64_t RocksDbStore::ApproximateSizeBytes() {
+  uint64_t sst = 0;
+  uint64_t mem = 0;
+  db_->GetAggregatedIntProperty("rocksdb.total-sst-files-size", &sst);
+  db_->GetAggregatedIntProperty("rocksdb.cur-size-all-mem-tables", &mem);
+  return static_cast<int64_t>(sst + mem);
+}
+
+absl::Status RocksDbStore::Flush() {
+  std::vector<rocksdb::ColumnFamilyHandle*> handles(handles_.begin(), handles_.end());
+  return FromRocks(db_->Flush(rocksdb::FlushOptions(), handles), dir_, "flush");
+}
+
+absl::Status RocksDbStore::CompactAll() {
+  rocksdb::CompactRangeOptions options;
+  options.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+  for (int i = 0; i < kNumFamilies; ++i) {
+    LinearStatsMergeOperator::TakeLastMergeError();
+    const rocksdb::Status s = db_->CompactRange(options, handles_[i], nullptr, nullptr);
+    if (!s.ok()) {
+      return FromRocks(
+          s, dir_,
+          WithMergeError(absl::StrCat("compact ", FamilyName(static_cast<Family>(i)))));
+    }
+  }
+  return absl::OkStatus();
+}
+
+LinearStatsMergeOperator::Counters RocksDbStore::merge_counters() const {
+  return merge_operator_->counters();
+}
+
+}  // namespace qcal::server
