@@ -1,0 +1,87 @@
+// Test-only stand-in for qcal-coordinator, for `qcal run` tests: takes the real
+// coordinator's flags, serves the fake CalibrationService on --listen, writes the
+// bound address to --port-file, and on SIGTERM shuts down and exits 0.
+//
+// It leaves a trace in the --db folder: args.txt (its arguments, one a line),
+// submit.txt (the SubmitJobRequest, text format), terminated (written on a clean
+// SIGTERM shutdown), cancelled.txt (jobs cancelled).
+// Behaviour from the environment: FAKE_COORDINATOR_FINAL=failed|running makes the
+// submitted job fail or never end (its watch then stays open);
+// FAKE_COORDINATOR_EXIT=N exits with N at once, before serving.
+#include <signal.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "client/test_util/fake_calibration_server.h"
+
+using qcal::client::testing::FakeCalibrationService;
+
+int main(int argc, char** argv) {
+  // Block the stop signals before gRPC starts threads; sigwait below takes them.
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+
+  std::string listen, db, port_file;
+  std::vector<std::string> roots;
+  std::vector<std::string> args(argv + 1, argv + argc);
+  for (size_t i = 0; i + 1 < args.size(); i += 2) {
+    if (args[i] == "--listen") listen = args[i + 1];
+    else if (args[i] == "--db") db = args[i + 1];
+    else if (args[i] == "--data-root") roots.push_back(args[i + 1]);
+    else if (args[i] == "--port-file") port_file = args[i + 1];
+    else if (args[i] != "--metrics-listen") {
+      std::cerr << "fake_coordinator: unknown flag " << args[i] << "\n";
+      return 2;
+    }
+  }
+  if (const char* code = std::getenv("FAKE_COORDINATOR_EXIT")) {
+    std::cerr << "fake_coordinator: told to exit\n";
+    return std::atoi(code);
+  }
+  if (listen != "127.0.0.1:0" || db.empty() || port_file.empty() || roots.empty()) {
+    std::cerr << "fake_coordinator: bad flags: " << absl::StrJoin(args, " ") << "\n";
+    return 2;
+  }
+  std::filesystem::create_directories(db);
+  std::ofstream(db + "/args.txt") << absl::StrJoin(args, "\n") << "\n";
+
+  FakeCalibrationService service;
+  service.submitted_stats = qcal::client::testing::MakeStatsSet();
+  const char* final_state = std::getenv("FAKE_COORDINATOR_FINAL");
+  if (final_state != nullptr && std::string(final_state) == "failed") {
+    service.submitted_final_state = qcal::v1::JOB_FAILED;
+  } else if (final_state != nullptr && std::string(final_state) == "running") {
+    service.submitted_final_state = qcal::v1::JOB_RUNNING;
+    service.hold_watch_open = true;
+  }
+  qcal::client::testing::FakeServer server(&service);
+  if (!server.ok()) {
+    std::cerr << "fake_coordinator: cannot listen\n";
+    return 1;
+  }
+  {
+    std::ofstream(port_file + ".tmp") << server.address() << "\n";
+    std::filesystem::rename(port_file + ".tmp", port_file);
+  }
+  std::cout << "fake_coordinator: serving on " << server.address() << std::endl;
+
+  int signo = 0;
+  sigwait(&stop, &signo);
+  const qcal::v1::SubmitJobRequest submit = service.last_submit();
+  std::ofstream(db + "/submit.txt") << submit.DebugString();
+  std::ofstream(db + "/cancelled.txt") << absl::StrJoin(service.cancelled(), "\n");
+  server.Shutdown();
+  std::ofstream(db + "/terminated") << signo << "\n";
+  std::cout << "fake_coordinator: stopped by signal " << signo << std::endl;
+  return 0;
+}
