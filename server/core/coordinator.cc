@@ -16,6 +16,7 @@
 #include "common/status_macros.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "google/protobuf/util/time_util.h"
+#include "server/core/evaluation_plan.h"
 
 namespace qcal::server {
 namespace {
@@ -161,6 +162,41 @@ std::string Coordinator::NewId(const std::string& prefix) {
 
 void Coordinator::PutJob(WriteBatch& b, const JobView& j) {
   b.Put(Family::kJobs, j.record.job().id(), j.record.SerializeAsString());
+  if (j.record.kind() == v1::JOB_KIND_EVALUATE) SyncOperation(b, j);
+}
+
+void Coordinator::SyncOperation(WriteBatch& b, const JobView& j) {
+  const v1::Job& job = j.record.job();
+  v1::OperationRecord r;
+  v1::Operation* op = r.mutable_operation();
+  op->set_name("operations/" + job.id());
+  r.set_job_id(j.record.parent_job());
+  r.set_create_ms(TimeUtil::TimestampToMilliseconds(job.create_time()));
+  v1::EvaluateMetadata meta;
+  meta.set_job_id(j.record.parent_job());
+  meta.set_units_total(job.progress().shards_total());
+  meta.set_units_done(job.progress().shards_done());
+  op->mutable_metadata()->PackFrom(meta);
+  switch (job.state()) {
+    case v1::JOB_CALIBRATED:
+      op->set_done(true);
+      op->mutable_response()->PackFrom(j.record.evaluate_response());
+      break;
+    case v1::JOB_FAILED:
+      op->set_done(true);
+      op->mutable_error()->set_code(static_cast<int>(absl::StatusCode::kAborted));
+      op->mutable_error()->set_message(job.error());
+      break;
+    case v1::JOB_CANCELLED:
+      op->set_done(true);
+      op->mutable_error()->set_code(static_cast<int>(absl::StatusCode::kCancelled));
+      op->mutable_error()->set_message("evaluation cancelled");
+      break;
+    default:
+      break;
+  }
+  b.Put(Family::kOperations, job.id(), r.SerializeAsString());
+  operations_changed_.SignalAll();
 }
 
 void Coordinator::PutShard(WriteBatch& b, const std::string& job_id, int64_t shard,
@@ -189,6 +225,13 @@ void Coordinator::FailJob(JobView& j, const std::string& error) {
 
 int64_t Coordinator::SamplesOfShards(const JobView& j, int64_t begin, int64_t end) const {
   const int64_t size = j.record.shard_size();
+  if (j.record.kind() == v1::JOB_KIND_EVALUATE) {
+    // Units of one variant: map to evaluation shards.
+    const int64_t per = j.record.units_per_variant();
+    const int64_t total = j.record.evaluate().eval_sampling().num_samples();
+    const int64_t b = begin % per, e = (end - 1) % per + 1;
+    return std::min(total, e * size) - std::min(total, b * size);
+  }
   const int64_t total = j.record.job().progress().samples_total();
   return std::min(total, end * size) - std::min(total, begin * size);
 }
@@ -369,10 +412,11 @@ absl::StatusOr<v1::ListJobsResponse> Coordinator::ListJobs(const v1::ListJobsReq
   }
   v1::ListJobsResponse resp;
   // Ids sort by creation; newest first.
-  auto it = request.page_token().empty() ? jobs_.end() : jobs_.lower_bound(request.page_token());
+  auto it = request.page_token().empty() ? jobs_.lower_bound("job.") : jobs_.lower_bound(request.page_token());
   while (it != jobs_.begin()) {
     --it;
     const v1::Job& job = it->second.record.job();
+    if (it->second.record.kind() != v1::JOB_KIND_CALIBRATE) continue;
     if (request.state() != v1::JOB_STATE_UNSPECIFIED && job.state() != request.state()) continue;
     if (resp.jobs_size() == page) {
       resp.set_next_page_token(resp.jobs(page - 1).id());
@@ -426,6 +470,9 @@ absl::Status Coordinator::StreamStats(const std::string& job_id, bool allow_part
     absl::MutexLock lock(&mu_);
     auto it = jobs_.find(job_id);
     if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job \"", job_id, "\""));
+    if (it->second.record.kind() != v1::JOB_KIND_CALIBRATE) {
+      return absl::FailedPreconditionError(absl::StrCat(job_id, " is not a calibration job"));
+    }
     job = it->second.record.job();
     names.assign(it->second.record.linear_names().begin(), it->second.record.linear_names().end());
   }
@@ -491,6 +538,153 @@ void Coordinator::Notify(const std::set<std::string>& jobs) {
     }
   }
   for (auto& [fn, job] : calls) fn(*job);
+}
+
+// ---------------------------------------------------------------- evaluations
+
+absl::StatusOr<stats::StatsSet> Coordinator::ReadStats(const std::string& job_id, int64_t linears) {
+  v1::StatsSetProto all;
+  for (int64_t i = 0; i < linears; ++i) {
+    QCAL_ASSIGN_OR_RETURN(auto value, store_->Get(Family::kStats, StatsKey(job_id, i)));
+    if (!value) return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " has no statistics for linear ", i));
+    if (!all.add_linears()->ParseFromString(*value)) return Corrupt("stats of " + job_id);
+  }
+  return stats::StatsSetFromProto(all);
+}
+
+absl::StatusOr<v1::Operation> Coordinator::Evaluate(const v1::EvaluateRequest& request) {
+  v1::EvaluateRequest req = request;
+  QCAL_RETURN_IF_ERROR(NormalizeEvaluateRequest(&req));
+  v1::Job parent;
+  int64_t linears = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = jobs_.find(req.job_id());
+    if (it == jobs_.end() || it->second.record.kind() != v1::JOB_KIND_CALIBRATE) {
+      return absl::NotFoundError(absl::StrCat("no job \"", req.job_id(), "\""));
+    }
+    parent = it->second.record.job();
+    linears = it->second.record.linear_names_size();
+  }
+  if (parent.state() != v1::JOB_CALIBRATED) {
+    return absl::FailedPreconditionError(absl::StrCat("job ", parent.id(), " is ",
+                                                      v1::JobState_Name(parent.state()),
+                                                      "; only a calibrated job can be evaluated"));
+  }
+  if (req.shard_size() == 0) req.set_shard_size(16);
+  if (req.batch_size() == 0) req.set_batch_size(parent.spec().batch_size());
+  if (req.shard_size() < 1 || req.shard_size() > 4096 || req.batch_size() < 1 || req.batch_size() > 1024) {
+    return absl::InvalidArgumentError("shard_size must be in [1, 4096] and batch_size in [1, 1024]");
+  }
+  v1::SamplingOptions* s = req.mutable_eval_sampling();
+  if (!s->has_num_samples()) s->set_num_samples(256);
+  if (!s->has_seq_len()) s->set_seq_len(parent.spec().sampling().seq_len());
+  if (s->mode().empty()) s->set_mode("document");
+  if (s->order().empty()) s->set_order("shuffled");
+  if (!s->has_seed()) s->set_seed(42);
+  if (s->num_samples() < 1 || s->num_samples() > kMaxSamples) {
+    return absl::InvalidArgumentError(absl::StrCat("eval_sampling.num_samples = ", s->num_samples(),
+                                                   " is out of range [1, ", kMaxSamples, "]"));
+  }
+  if (s->seq_len() < 2 || s->seq_len() > (1 << 20)) {
+    return absl::InvalidArgumentError("eval_sampling.seq_len must be in [2, 1048576] (the last token is the label)");
+  }
+  if ((s->mode() != "document" && s->mode() != "packed") ||
+      (s->order() != "sequential" && s->order() != "shuffled") || s->skip_docs() < 0) {
+    return absl::InvalidArgumentError("eval_sampling: mode must be document|packed, order sequential|shuffled");
+  }
+  if (req.eval_corpus().empty()) return absl::InvalidArgumentError("eval_corpus is empty");
+  QCAL_ASSIGN_OR_RETURN(std::string corpus, paths_.Resolve("eval_corpus", req.eval_corpus()));
+  corpus::CorpusReadOptions read;
+  read.skip_bad_records = s->skip_bad_lines();
+  QCAL_ASSIGN_OR_RETURN(corpus::CorpusStats cs, corpus::ValidateCorpus(corpus, read));
+  const int64_t usable = cs.documents - s->skip_docs();
+  if (usable <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("eval_corpus ", corpus, " has no usable sample"));
+  }
+  if (s->mode() == "document" && usable < s->num_samples()) {
+    return absl::InvalidArgumentError(absl::StrCat("eval_corpus ", corpus, " has ", usable,
+                                                   " usable documents, fewer than eval_sampling.num_samples ",
+                                                   s->num_samples()));
+  }
+  req.set_eval_corpus(corpus);
+  QCAL_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(parent.resolved_model()));
+  if (s->seq_len() > config.max_position_embeddings) {
+    return absl::InvalidArgumentError("eval_sampling.seq_len exceeds the model's max_position_embeddings");
+  }
+  QCAL_ASSIGN_OR_RETURN(stats::StatsSet stats, ReadStats(parent.id(), linears));
+  QCAL_ASSIGN_OR_RETURN(EvaluationPlan plan, PlanEvaluation(req, stats, config));
+
+  v1::Operation op;
+  {
+    absl::MutexLock lock(&mu_);
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "eval-%06" PRId64 "-", next_job_seq_);
+    const std::string id = buf + NewId("").substr(12);
+    JobView j;
+    v1::JobRecord& r = j.record;
+    r.set_kind(v1::JOB_KIND_EVALUATE);
+    r.set_parent_job(parent.id());
+    *r.mutable_evaluate() = req;
+    for (auto& v : plan.variants) {
+      v.set_eval_corpus(corpus);
+      *v.mutable_eval_sampling() = *s;
+      *r.add_variants() = v;
+    }
+    *r.mutable_evaluate_response() = plan.response;
+    const int64_t per = (s->num_samples() + req.shard_size() - 1) / req.shard_size();
+    r.set_units_per_variant(per);
+    r.set_shard_size(req.shard_size());
+    r.set_next_task_seq(1);
+    v1::Job* job = r.mutable_job();
+    job->set_id(id);
+    job->set_state(v1::JOB_PENDING);
+    *job->mutable_spec() = parent.spec();
+    job->mutable_spec()->set_batch_size(req.batch_size());
+    job->set_resolved_model(parent.resolved_model());
+    job->set_resolved_corpus(corpus);
+    job->set_architecture(parent.architecture());
+    const int64_t units = per * r.variants_size();
+    job->mutable_progress()->set_shards_total(units);
+    job->mutable_progress()->set_samples_total(s->num_samples() * r.variants_size());
+    *job->mutable_create_time() = ToProto(options_.now());
+    Touch(j);
+    WriteBatch b;
+    j.shards.resize(units);
+    for (int64_t u = 0; u < units; ++u) {
+      j.shards[u].set_state(v1::SHARD_PENDING);
+      j.pending.insert(u);
+      PutShard(b, id, u, j.shards[u]);
+    }
+    PutJob(b, j);
+    b.Put(Family::kMeta, kMetaNextJob, absl::StrCat(next_job_seq_ + 1));
+    QCAL_RETURN_IF_ERROR(store_->Write(b));
+    ++next_job_seq_;
+    jobs_.emplace(id, std::move(j));
+    UpdateGauges();
+    op.set_name("operations/" + id);
+    v1::EvaluateMetadata meta;
+    meta.set_job_id(parent.id());
+    meta.set_units_total(units);
+    op.mutable_metadata()->PackFrom(meta);
+  }
+  return op;
+}
+
+absl::Status Coordinator::FinishEvaluationLocked(JobView& j) {
+  const int64_t per = j.record.units_per_variant();
+  std::vector<v1::EvaluatePartial> sums(j.record.variants_size());
+  // Sum in unit order: the result does not depend on how units were grouped.
+  for (int64_t u = 0; u < static_cast<int64_t>(j.shards.size()); ++u) {
+    v1::EvaluatePartial p;
+    if (!p.ParseFromString(j.shards[u].result())) return Corrupt("evaluation unit result");
+    v1::EvaluatePartial& sum = sums[u / per];
+    sum.set_hits(sum.hits() + p.hits());
+    sum.set_total(sum.total() + p.total());
+    sum.set_nll_sum(sum.nll_sum() + p.nll_sum());
+    sum.set_predictions(sum.predictions() + p.predictions());
+  }
+  return FinishEvaluation(j.record.evaluate(), sums, j.record.mutable_evaluate_response());
 }
 
 // ---------------------------------------------------------------- operations
@@ -565,6 +759,14 @@ absl::StatusOr<v1::ListOperationsResponse> Coordinator::ListOperations(
 
 absl::Status Coordinator::CancelOperation(const std::string& name) {
   QCAL_ASSIGN_OR_RETURN(std::string id, OperationId(name));
+  bool is_job = false;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = jobs_.find(id);
+    is_job = it != jobs_.end() && it->second.record.kind() == v1::JOB_KIND_EVALUATE;
+    if (is_job && IsFinal(it->second.record.job().state())) return absl::OkStatus();
+  }
+  if (is_job) return CancelJob(id).status();  // its operation follows the job
   absl::MutexLock lock(&mu_);
   QCAL_ASSIGN_OR_RETURN(auto value, store_->Get(Family::kOperations, id));
   if (!value) return absl::NotFoundError(absl::StrCat("no operation \"", name, "\""));
@@ -642,7 +844,11 @@ absl::StatusOr<v1::LeaseTaskResponse> Coordinator::LeaseTask(const v1::LeaseTask
     }
     const int64_t begin = *next.pending.begin();
     int64_t end = begin;
-    while (end - begin < want && next.pending.count(end)) ++end;
+    const bool eval = next.record.kind() == v1::JOB_KIND_EVALUATE;
+    const int64_t per = std::max<int64_t>(1, next.record.units_per_variant());
+    while (end - begin < want && next.pending.count(end) && (!eval || end / per == begin / per)) {
+      ++end;
+    }
 
     v1::TaskRecord t;
     t.set_task_id(absl::StrCat(job.id(), ".t", next.record.next_task_seq()));
@@ -682,10 +888,21 @@ absl::StatusOr<v1::LeaseTaskResponse> Coordinator::LeaseTask(const v1::LeaseTask
     task->set_shard_begin(begin);
     task->set_shard_end(end);
     const int64_t size = chosen->record.shard_size();
-    const int64_t total = cur.progress().samples_total();
-    task->set_sample_begin(std::min(total, begin * size));
-    task->set_sample_end(std::min(total, end * size));
+    task->set_shard_size(static_cast<int32_t>(size));
     task->set_batch_size(cur.spec().batch_size());
+    if (eval) {
+      const v1::EvaluateRequest& er = chosen->record.evaluate();
+      const int64_t total = er.eval_sampling().num_samples();
+      task->set_kind(v1::TASK_EVALUATE);
+      *task->mutable_sampling() = er.eval_sampling();
+      task->set_sample_begin(std::min(total, (begin % per) * size));
+      task->set_sample_end(std::min(total, ((end - 1) % per + 1) * size));
+      task->mutable_payload()->PackFrom(chosen->record.variants(static_cast<int>(begin / per)));
+    } else {
+      const int64_t total = cur.progress().samples_total();
+      task->set_sample_begin(std::min(total, begin * size));
+      task->set_sample_end(std::min(total, end * size));
+    }
     changed.insert(cur.id());
     UpdateGauges();
   }
@@ -727,13 +944,16 @@ absl::StatusOr<v1::HeartbeatResponse> Coordinator::Heartbeat(const v1::Heartbeat
 }
 
 absl::StatusOr<v1::CompleteTaskResponse> Coordinator::CompleteTask(
-    const v1::CompleteTaskHeader& header, const std::vector<v1::LinearStatsProto>& linears) {
+    const v1::CompleteTaskHeader& header, const std::vector<v1::LinearStatsProto>& linears,
+    const google::protobuf::Any* result) {
   const absl::Time start = absl::Now();
   // Phase 1 (locked): identify the task and the layout its result must have.
   std::vector<std::string> names;
   std::vector<int64_t> in, out;
   std::string job_id;
   int64_t expected_samples = 0;
+  bool eval = false;
+  int64_t units = 0;
   auto check_lease = [&](const v1::TaskRecord* t) -> absl::Status {
     if (t == nullptr) {
       QCAL_ASSIGN_OR_RETURN(auto stored, store_->Get(Family::kTasks, header.task_id()));
@@ -770,6 +990,8 @@ absl::StatusOr<v1::CompleteTaskResponse> Coordinator::CompleteTask(
     in.assign(j.record.linear_in().begin(), j.record.linear_in().end());
     out.assign(j.record.linear_out().begin(), j.record.linear_out().end());
     expected_samples = SamplesOfShards(j, it->second.shard_begin(), it->second.shard_end());
+    eval = j.record.kind() == v1::JOB_KIND_EVALUATE;
+    units = it->second.shard_end() - it->second.shard_begin();
   }
   // Phase 2 (unlocked): validate the whole result before anything is written.
   if (header.samples() != expected_samples) {
@@ -777,8 +999,24 @@ absl::StatusOr<v1::CompleteTaskResponse> Coordinator::CompleteTask(
                                                    " samples; task ", header.task_id(), " has ",
                                                    expected_samples));
   }
-  if (header.tokens() <= 0) return absl::InvalidArgumentError("report has no tokens");
-  if (linears.size() != names.size()) {
+  v1::EvaluateResult eval_result;
+  if (eval) {
+    if (!linears.empty() || result == nullptr || !result->UnpackTo(&eval_result)) {
+      return absl::InvalidArgumentError("an evaluation report carries one EvaluateResult and no statistics");
+    }
+    if (eval_result.shards_size() != units) {
+      return absl::InvalidArgumentError(absl::StrCat("evaluation report has ", eval_result.shards_size(),
+                                                     " shard results; the task has ", units));
+    }
+    for (const auto& p : eval_result.shards()) {
+      if (p.hits() < 0 || p.total() < p.hits() || p.predictions() < 0 || !std::isfinite(p.nll_sum()) ||
+          p.nll_sum() < 0) {
+        return absl::InvalidArgumentError("evaluation report has inconsistent counts");
+      }
+    }
+  }
+  if (!eval && header.tokens() <= 0) return absl::InvalidArgumentError("report has no tokens");
+  if (!eval && linears.size() != names.size()) {
     return absl::InvalidArgumentError(absl::StrCat("report has ", linears.size(),
                                                    " linear modules; the model has ", names.size()));
   }
@@ -822,6 +1060,9 @@ absl::StatusOr<v1::CompleteTaskResponse> Coordinator::CompleteTask(
     for (int64_t s = t.shard_begin(); s < t.shard_end(); ++s) {
       next.shards[s].set_state(v1::SHARD_DONE);
       next.shards[s].set_task_id(t.task_id());
+      if (eval) {
+        next.shards[s].set_result(eval_result.shards(static_cast<int>(s - t.shard_begin())).SerializeAsString());
+      }
       PutShard(b, job_id, s, next.shards[s]);
     }
     t.set_state(v1::TASK_DONE);
@@ -836,7 +1077,15 @@ absl::StatusOr<v1::CompleteTaskResponse> Coordinator::CompleteTask(
       const double old = next.record.samples_per_second();
       next.record.set_samples_per_second(old > 0 ? 0.5 * old + 0.5 * sps : sps);
     }
-    if (p->shards_done() == p->shards_total()) next.record.mutable_job()->set_state(v1::JOB_CALIBRATED);
+    if (p->shards_done() == p->shards_total()) {
+      if (eval) {
+        absl::Status fin = FinishEvaluationLocked(next);
+        if (!fin.ok()) FailJob(next, std::string(fin.message()));
+      }
+      if (next.record.job().state() != v1::JOB_FAILED) {
+        next.record.mutable_job()->set_state(v1::JOB_CALIBRATED);
+      }
+    }
     Touch(next);
     PutJob(b, next);
     QCAL_RETURN_IF_ERROR(WriteOrReload(b, job_id));

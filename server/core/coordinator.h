@@ -32,9 +32,11 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "google/protobuf/any.pb.h"
 #include "proto/qcal/v1/calibration.pb.h"
 #include "proto/qcal/v1/coordinator_state.pb.h"
 #include "proto/qcal/v1/worker.pb.h"
+#include "common/stats/stats_set.h"
 #include "server/core/path_policy.h"
 #include "server/metrics/metrics.h"
 #include "server/store/store.h"
@@ -81,6 +83,11 @@ class Coordinator {
   absl::StatusOr<int64_t> Watch(const std::string& job_id, std::function<void(const v1::Job&)> fn);
   void Unwatch(int64_t handle);
 
+  // Starts a threshold evaluation of a calibrated job: computes every threshold's clip
+  // decisions from the stored statistics and queues (variant x evaluation shard)
+  // units that workers lease like calibration shards. Returns the Operation.
+  absl::StatusOr<v1::Operation> Evaluate(const v1::EvaluateRequest& request);
+
   // ---- long-running operations (google.longrunning shape) ----
   // Name "operations/<id>". NOT_FOUND for an unknown one.
   absl::StatusOr<v1::Operation> GetOperation(const std::string& name);
@@ -96,8 +103,10 @@ class Coordinator {
   absl::StatusOr<v1::LeaseTaskResponse> LeaseTask(const v1::LeaseTaskRequest& r);
   absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const v1::HeartbeatRequest& r);
   // `linears` is the concatenation of the report's chunks.
+  // `result` is the report's non-statistics result (evaluations), or null.
   absl::StatusOr<v1::CompleteTaskResponse> CompleteTask(
-      const v1::CompleteTaskHeader& header, const std::vector<v1::LinearStatsProto>& linears);
+      const v1::CompleteTaskHeader& header, const std::vector<v1::LinearStatsProto>& linears,
+      const google::protobuf::Any* result = nullptr);
   absl::Status FailTask(const v1::FailTaskRequest& r);
 
   // Returns expired leases' shards to the queue. Called periodically by the server
@@ -138,6 +147,13 @@ class Coordinator {
                    const std::string& reason, bool retryable, std::set<std::string>* changed)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FailJob(JobView& j, const std::string& error) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Keeps an evaluation's operation record in step with its internal job (progress,
+  // and the final result or error); adds the write to `b`.
+  void SyncOperation(WriteBatch& b, const JobView& j) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sums an evaluation's unit results per variant and fills its response.
+  absl::Status FinishEvaluationLocked(JobView& j) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Reads the merged statistics of a job from the store.
+  absl::StatusOr<stats::StatsSet> ReadStats(const std::string& job_id, int64_t linears);
   void Touch(JobView& j) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int64_t SamplesOfShards(const JobView& j, int64_t begin, int64_t end) const;
   std::string NewId(const std::string& prefix) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -410,5 +410,129 @@ TEST_F(CoordinatorTest, ListJobsPagesNewestFirst) {
   EXPECT_EQ(core_->ListJobs(r).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST_F(CoordinatorTest, EvaluationRunsAsExactlyOnceUnitsAndSurvivesARestart) {
+  auto job = core_->SubmitJob(Spec(8, 4));
+  ASSERT_TRUE(job.ok());
+  std::string w = Register();
+  while (true) {
+    v1::Task t = Lease(w);
+    if (t.task_id().empty()) break;
+    auto [h, l] = Report(w, t, *job, nullptr);
+    ASSERT_TRUE(core_->CompleteTask(h, l).ok());
+  }
+  v1::EvaluateRequest req;
+  req.set_job_id(job->id());
+  req.add_thresholds(1);
+  req.add_thresholds(1e7);
+  req.set_eval_corpus("corpus/sample.jsonl");
+  req.mutable_eval_sampling()->set_num_samples(10);
+  req.mutable_eval_sampling()->set_seq_len(32);
+  req.set_shard_size(3);  // 4 units per variant, 3 variants
+  auto op = core_->Evaluate(req);
+  ASSERT_TRUE(op.ok()) << op.status();
+  EXPECT_FALSE(op->done());
+  // Every unit's result is one partial; give unit u of variant v hits = v, total = n.
+  std::map<int, std::pair<int64_t, int64_t>> expect;  // variant -> (hits, total)
+  int tasks = 0;
+  bool restarted = false;
+  while (true) {
+    v1::Task t = Lease(w);
+    if (t.task_id().empty()) break;
+    ++tasks;
+    ASSERT_EQ(t.kind(), v1::TASK_EVALUATE);
+    v1::EvaluateTaskPayload payload;
+    ASSERT_TRUE(t.payload().UnpackTo(&payload));
+    const int variant = payload.float_baseline() ? 0 : (payload.threshold() == 1 ? 1 : 2);
+    if (!payload.float_baseline()) EXPECT_EQ(payload.linears_size(), 15);
+    v1::CompleteTaskHeader h;
+    h.set_worker_id(w);
+    h.set_task_id(t.task_id());
+    h.set_lease_id(t.lease_id());
+    h.set_samples(t.sample_end() - t.sample_begin());
+    v1::EvaluateResult result;
+    for (int64_t u = t.shard_begin(); u < t.shard_end(); ++u) {
+      const int64_t n = std::min<int64_t>(3, 10 - (u % 4) * 3);
+      auto* p = result.add_shards();
+      const int64_t hits = std::min<int64_t>(variant, n);
+      p->set_hits(hits);
+      p->set_total(n);
+      p->set_nll_sum(1.5 * n);
+      p->set_predictions(n);
+      expect[variant].first += hits;
+      expect[variant].second += n;
+    }
+    google::protobuf::Any any;
+    any.PackFrom(result);
+    auto done_unit = core_->CompleteTask(h, {}, &any);
+    ASSERT_TRUE(done_unit.ok()) << done_unit.status();
+    if (!restarted) {
+      Restart();
+      restarted = true;
+      w = Register();
+    }
+  }
+  EXPECT_GE(tasks, 3);
+  auto done = core_->GetOperation(op->name());
+  ASSERT_TRUE(done.ok());
+  ASSERT_TRUE(done->done()) << done->DebugString();
+  v1::EvaluateResponse resp;
+  ASSERT_TRUE(done->response().UnpackTo(&resp));
+  EXPECT_EQ(resp.samples(), 10);
+  EXPECT_EQ(expect[0].second, 10);
+  EXPECT_DOUBLE_EQ(resp.float_res(), 0.0);
+  ASSERT_EQ(resp.thresholds_size(), 2);
+  EXPECT_DOUBLE_EQ(resp.thresholds(0).res(), 1.0 * expect[1].first / expect[1].second);
+  EXPECT_NEAR(resp.thresholds(1).perplexity(), std::exp(1.5), 1e-12);
+  // t = 1 clips nothing (top_0_1 <= ori): every layer is a shadow layer; t = 1e7
+  // clips everything: plain W8A8, no shadow layer.
+  EXPECT_EQ(resp.thresholds(0).shadow_layers_size(), 2);
+  EXPECT_EQ(resp.thresholds(0).no_clip_input_num(), 15);
+  EXPECT_EQ(resp.thresholds(1).shadow_layers_size(), 0);
+  EXPECT_EQ(resp.thresholds(1).clip_input_num(), 15);
+  // Listing by job finds it; the calibration list does not show it.
+  v1::ListOperationsRequest lr;
+  lr.set_filter("job=" + job->id());
+  EXPECT_EQ(core_->ListOperations(lr)->operations_size(), 1);
+  EXPECT_EQ(core_->ListJobs(v1::ListJobsRequest())->jobs_size(), 1);
+}
+
+TEST_F(CoordinatorTest, EvaluationBadInput) {
+  auto pending = core_->SubmitJob(Spec(8, 4));
+  ASSERT_TRUE(pending.ok());
+  v1::EvaluateRequest req;
+  req.set_job_id(pending->id());
+  req.set_eval_corpus("corpus/sample.jsonl");
+  auto not_calibrated = core_->Evaluate(req);
+  EXPECT_EQ(not_calibrated.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(not_calibrated.status().message().find("calibrated"), std::string::npos);
+  ASSERT_TRUE(core_->CancelJob(pending->id()).ok());
+  auto job = core_->SubmitJob(Spec(4, 4));
+  ASSERT_TRUE(job.ok());
+  const std::string w = Register();
+  v1::Task t = Lease(w);
+  auto [h, l] = Report(w, t, *job, nullptr);
+  ASSERT_TRUE(core_->CompleteTask(h, l).ok());
+  req.set_job_id(job->id());
+  req.set_eval_corpus("corpus/empty.jsonl");
+  auto empty = core_->Evaluate(req);
+  EXPECT_EQ(empty.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(empty.status().message().find("no usable"), std::string::npos) << empty.status();
+  req.set_eval_corpus("corpus/sample.jsonl");
+  req.set_job_id("job-404");
+  EXPECT_EQ(core_->Evaluate(req).status().code(), absl::StatusCode::kNotFound);
+  req.set_job_id(job->id());
+  req.add_thresholds(4);
+  req.add_thresholds(2);
+  EXPECT_EQ(core_->Evaluate(req).status().code(), absl::StatusCode::kInvalidArgument);
+  req.clear_thresholds();
+  req.add_thresholds(0);
+  EXPECT_EQ(core_->Evaluate(req).status().code(), absl::StatusCode::kInvalidArgument);
+  req.clear_thresholds();
+  req.set_mode("log");
+  auto bad_mode = core_->Evaluate(req);
+  EXPECT_EQ(bad_mode.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad_mode.status().message().find("mode"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace qcal::server

@@ -186,7 +186,7 @@ class CompleteReactor final : public grpc::ServerReadReactor<v1::CompleteTaskChu
         Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "report has no header"));
         return;
       }
-      auto r = core_->CompleteTask(header_, linears_);
+      auto r = core_->CompleteTask(header_, linears_, have_result_ ? &result_ : nullptr);
       if (r.ok()) *resp_ = *r;
       Finish(ToGrpcStatus(r.status()));
       return;
@@ -205,6 +205,14 @@ class CompleteReactor final : public grpc::ServerReadReactor<v1::CompleteTaskChu
       return;
     }
     for (auto& l : *chunk_.mutable_linears()) linears_.push_back(std::move(l));
+    if (chunk_.has_result()) {
+      if (have_result_) {
+        Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "report has two results"));
+        return;
+      }
+      result_ = chunk_.result();
+      have_result_ = true;
+    }
     chunk_.Clear();
     StartRead(&chunk_);
   }
@@ -217,6 +225,8 @@ class CompleteReactor final : public grpc::ServerReadReactor<v1::CompleteTaskChu
   v1::CompleteTaskChunk chunk_;
   v1::CompleteTaskHeader header_;
   bool have_header_ = false;
+  google::protobuf::Any result_;
+  bool have_result_ = false;
   int64_t bytes_ = 0;
   std::vector<v1::LinearStatsProto> linears_;
 };
@@ -266,6 +276,12 @@ grpc::ServerWriteReactor<v1::JobStatsChunk>* CalibrationServiceImpl::GetJobStats
                                        });
   if (!st.ok()) return new ListWriter<v1::JobStatsChunk>(ToGrpcStatus(st));
   return new ListWriter<v1::JobStatsChunk>(std::move(chunks));
+}
+
+grpc::ServerUnaryReactor* CalibrationServiceImpl::Evaluate(grpc::CallbackServerContext* ctx,
+                                                           const v1::EvaluateRequest* req,
+                                                           v1::Operation* resp) {
+  return Unary(ctx, auth_, Role::kClient, resp, [&] { return core_->Evaluate(*req); });
 }
 
 // ---------------------------------------------------------------- workers

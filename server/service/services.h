@@ -34,6 +34,8 @@ class CalibrationServiceImpl final : public v1::CalibrationService::CallbackServ
                                               const v1::WatchJobRequest* req) override;
   grpc::ServerWriteReactor<v1::JobStatsChunk>* GetJobStats(
       grpc::CallbackServerContext* ctx, const v1::GetJobStatsRequest* req) override;
+  grpc::ServerUnaryReactor* Evaluate(grpc::CallbackServerContext* ctx,
+                                     const v1::EvaluateRequest* req, v1::Operation* resp) override;
 
  private:
   Coordinator* core_;
