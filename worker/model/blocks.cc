@@ -9,7 +9,11 @@ namespace qcal {
 
 at::Tensor Linear::operator()(int index, const at::Tensor& x, const at::Tensor& w,
                               const at::Tensor& b) const {
-  at::Tensor y = bf16 ? at::linear(x.to(at::kBFloat16), w, b).to(at::kFloat) : at::linear(x, w, b);
+  at::Tensor y;
+  if (transform != nullptr) y = transform->Apply(index, x, w, b);
+  if (!y.defined()) {
+    y = bf16 ? at::linear(x.to(at::kBFloat16), w, b).to(at::kFloat) : at::linear(x, w, b);
+  }
   if (observer != nullptr && status->ok()) *status = observer->OnLinear(index, x, y);
   return y;
 }

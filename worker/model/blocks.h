@@ -14,11 +14,13 @@ namespace qcal {
 
 // y = x W^T + b, reporting (x, y) to the observer. With bf16 the matmul runs in
 // bfloat16 (weights already stored so) and y is returned in float32. An observer error
-// is stored in *status and later linears are not reported.
+// is stored in *status and later linears are not reported. With a transform, y is
+// transform->Apply(...) unless that returns an undefined tensor.
 struct Linear {
   LinearObserver* observer;
   bool bf16;
   absl::Status* status;
+  const LinearTransform* transform = nullptr;
   at::Tensor operator()(int index, const at::Tensor& x, const at::Tensor& w,
                         const at::Tensor& b) const;
 };

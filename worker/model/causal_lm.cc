@@ -24,6 +24,12 @@ struct CausalLM::Impl {
   };
   std::vector<LayerIdx> idx;
   int lm_head_idx = -1;
+  // Weight and bias of every linear, by index (pointers into w; bias null when none).
+  struct LinearTensors {
+    const at::Tensor* weight = nullptr;
+    const at::Tensor* bias = nullptr;
+  };
+  std::vector<LinearTensors> tensors;
 };
 
 CausalLM::CausalLM() : impl_(std::make_unique<Impl>()) {}
@@ -95,13 +101,48 @@ absl::StatusOr<std::unique_ptr<CausalLM>> CausalLM::Load(const std::string& dir,
                         index_of(TensorRole::kDown, i)});
   }
   impl.lm_head_idx = index_of(TensorRole::kLmHead, 0);
+  impl.tensors.resize(m->linears_.size());
+  auto set_tensors = [&](int index, const at::Tensor& w, const at::Tensor& b) {
+    if (index < 0) return;
+    impl.tensors[index] = {&w, b.defined() ? &b : nullptr};
+  };
+  for (int64_t i = 0; i < config.num_layers; ++i) {
+    const LayerWeights& lw = impl.w.layers[i];
+    const Impl::LayerIdx& ix = impl.idx[i];
+    set_tensors(ix.q, lw.q, lw.q_bias);
+    set_tensors(ix.k, lw.k, lw.k_bias);
+    set_tensors(ix.v, lw.v, lw.v_bias);
+    set_tensors(ix.o, lw.o, at::Tensor());
+    set_tensors(ix.gate, lw.gate, at::Tensor());
+    set_tensors(ix.up, lw.up, at::Tensor());
+    set_tensors(ix.down, lw.down, at::Tensor());
+  }
+  set_tensors(impl.lm_head_idx, impl.w.lm_head, at::Tensor());
   return m;
+}
+
+absl::StatusOr<at::Tensor> CausalLM::LinearWeight(int index) const {
+  if (index < 0 || static_cast<size_t>(index) >= impl_->tensors.size() ||
+      impl_->tensors[index].weight == nullptr) {
+    return absl::OutOfRangeError(absl::StrCat("no linear module with index ", index));
+  }
+  return *impl_->tensors[index].weight;
+}
+
+absl::StatusOr<at::Tensor> CausalLM::LinearBias(int index) const {
+  if (index < 0 || static_cast<size_t>(index) >= impl_->tensors.size() ||
+      impl_->tensors[index].weight == nullptr) {
+    return absl::OutOfRangeError(absl::StrCat("no linear module with index ", index));
+  }
+  const at::Tensor* b = impl_->tensors[index].bias;
+  return b == nullptr ? at::Tensor() : *b;
 }
 
 absl::StatusOr<ForwardOutput> CausalLM::Forward(const at::Tensor& input_ids,
                                                 const at::Tensor& attention_mask,
                                                 LinearObserver* observer,
-                                                bool output_hidden_states) const {
+                                                bool output_hidden_states,
+                                                const LinearTransform* transform) const {
   const ModelConfig& c = config_;
   if (!input_ids.defined() || input_ids.dim() != 2 || input_ids.size(0) == 0 ||
       input_ids.size(1) == 0) {
@@ -148,14 +189,14 @@ absl::StatusOr<ForwardOutput> CausalLM::Forward(const at::Tensor& input_ids,
     if (!impl.batch_invariant || B == 1) {
       const bool padded = *std::min_element(lengths.begin(), lengths.end()) < T;
       return ForwardPadded(ids.to(impl.device), padded ? attention_mask.to(impl.device) : at::Tensor(),
-                           observer, output_hidden_states);
+                           observer, output_hidden_states, transform);
     }
     // One lone pass per sequence, outputs scattered into the padded layout.
     ForwardOutput out;
     for (int64_t b = 0; b < B; ++b) {
       at::Tensor row = ids.slice(0, b, b + 1).slice(1, 0, lengths[b]).to(impl.device);
       QCAL_ASSIGN_OR_RETURN(ForwardOutput one, ForwardPadded(row, at::Tensor(), observer,
-                                                             output_hidden_states));
+                                                             output_hidden_states, transform));
       if (b == 0) {
         out.logits = at::zeros({B, T, one.logits.size(-1)}, one.logits.options());
         for (const auto& h : one.hidden_states) {
@@ -176,7 +217,8 @@ absl::StatusOr<ForwardOutput> CausalLM::Forward(const at::Tensor& input_ids,
 absl::StatusOr<ForwardOutput> CausalLM::ForwardPadded(const at::Tensor& ids,
                                                       const at::Tensor& mask,
                                                       LinearObserver* observer,
-                                                      bool output_hidden_states) const {
+                                                      bool output_hidden_states,
+                                                      const LinearTransform* transform) const {
   const ModelConfig& c = config_;
   try {
     c10::InferenceMode guard;
@@ -184,7 +226,7 @@ absl::StatusOr<ForwardOutput> CausalLM::ForwardPadded(const at::Tensor& ids,
     const int64_t T = ids.size(1);
 
     absl::Status observer_status;
-    Linear linear{observer, impl.bf16, &observer_status};
+    Linear linear{observer, impl.bf16, &observer_status, transform};
     const Rotary rope = MakeRotary(c.head_dim, c.rope_theta, T, impl.device);
     const at::Tensor attn_bias = CausalMask(T, mask, c.sliding_window, impl.device);
 

@@ -48,6 +48,22 @@ class LinearObserver {
   virtual absl::Status OnLinear(int index, const at::Tensor& input, const at::Tensor& output) = 0;
 };
 
+// Replaces the computation of linear modules (e.g. a simulated W8A8 linear), so that a
+// variant of the model runs the same forward code. Must be immutable while in use:
+// Apply is const and is called from within Forward (which may run on any thread).
+class LinearTransform {
+ public:
+  virtual ~LinearTransform() = default;
+  // Computes linear `index` (indexes CausalLM::linears()) for input x [B, T, in]
+  // float32 on the compute device, given the model's weight w [out, in] and bias b
+  // (undefined when the module has none) as stored (bfloat16 with ComputeOptions::bf16).
+  // Returns y [B, T, out] float32 on the same device, or an undefined tensor to let the
+  // default computation (x W^T + b) run for this linear. May throw c10::Error (the
+  // forward pass then returns INTERNAL with its message).
+  virtual at::Tensor Apply(int index, const at::Tensor& x, const at::Tensor& w,
+                           const at::Tensor& b) const = 0;
+};
+
 struct ForwardOutput {
   at::Tensor logits;  // [B, T, V] float32
   // With output_hidden_states: HF's hidden_states tuple (embedding output, each layer's
@@ -74,11 +90,20 @@ class CausalLM {
   // positions are unspecified (zero with batch_invariant). With batch_invariant the
   // observer is called once per sequence and linear, with that sequence's valid rows
   // only ([1, len, features]), sequences in batch order; otherwise once per linear
-  // with the whole padded batch.
+  // with the whole padded batch. With a `transform`, every linear is computed by it
+  // (see LinearTransform) and the observer sees its output; without one the forward is
+  // exactly the plain model's. `transform` is not owned.
   absl::StatusOr<ForwardOutput> Forward(const at::Tensor& input_ids,
                                         const at::Tensor& attention_mask,
                                         LinearObserver* observer = nullptr,
-                                        bool output_hidden_states = false) const;
+                                        bool output_hidden_states = false,
+                                        const LinearTransform* transform = nullptr) const;
+
+  // The weight [out, in] and bias ([out], undefined when none) of linear `index`, as
+  // stored on the compute device (bfloat16 with ComputeOptions::bf16; lm_head is the
+  // embedding when tied). OUT_OF_RANGE for a bad index.
+  absl::StatusOr<at::Tensor> LinearWeight(int index) const;
+  absl::StatusOr<at::Tensor> LinearBias(int index) const;
 
   ~CausalLM();
 
@@ -87,7 +112,8 @@ class CausalLM {
   // The padded pass over the whole batch (HF's computation).
   absl::StatusOr<ForwardOutput> ForwardPadded(const at::Tensor& ids, const at::Tensor& mask,
                                               LinearObserver* observer,
-                                              bool output_hidden_states) const;
+                                              bool output_hidden_states,
+                                              const LinearTransform* transform) const;
   struct Impl;
   ModelConfig config_;
   std::vector<LinearModule> linears_;
