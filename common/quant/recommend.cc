@@ -7,7 +7,17 @@
 namespace qcal::quant {
 
 namespace {
+
 constexpr double kSlack = 1e-12;
+
+// 8 and 10000000 as integers, others as StrCat writes them.
+std::string ThresholdText(double t) {
+  if (std::trunc(t) == t && std::fabs(t) < 9.2e18) {
+    return std::to_string(static_cast<int64_t>(t));
+  }
+  return absl::StrCat(t);
+}
+
 }  // namespace
 
 const char* BudgetMetricName(BudgetMetric metric) {
@@ -49,7 +59,7 @@ absl::StatusOr<Recommendation> Recommend(const std::vector<ThresholdOutcome>& ou
   }
   r.threshold = best->threshold;
   r.shadow_layers = best->shadow_layers;
-  r.reason = absl::StrCat("threshold ", best->threshold, " has the fewest shadow layers (",
+  r.reason = absl::StrCat("threshold ", ThresholdText(best->threshold), " has the fewest shadow layers (",
                           best->shadow_layers, ") with ", within, " (res ", best->res,
                           ", perplexity ", best->perplexity, ")");
   return r;
