@@ -11,7 +11,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "worker/engine/eval_scoring.h"
 #include "worker/engine/stats_collector.h"
+#include "worker/engine/w8a8.h"
 #include "worker/model/causal_lm.h"
 
 namespace qcal {
@@ -19,6 +21,14 @@ namespace qcal {
 struct CalibrationEngine::Impl {
   EngineOptions options;
   std::unique_ptr<CausalLM> model;
+  std::unique_ptr<W8A8Weights> w8a8_weights;  // made by the first W8A8 Evaluate
+};
+
+struct CalibrationEngine::RunHooks {
+  StatsCollector* collector = nullptr;        // statistics, or null
+  const LinearTransform* transform = nullptr;  // a model variant, or null (float)
+  // Called per batch with the index of its first sample and the logits [B, T, V].
+  std::function<absl::Status(size_t first, const at::Tensor& logits)> on_logits;
 };
 
 CalibrationEngine::CalibrationEngine() : impl_(std::make_unique<Impl>()) {}
@@ -66,9 +76,10 @@ const std::vector<LinearModule>& CalibrationEngine::linears() const {
 }
 
 absl::Status CalibrationEngine::Run(const std::vector<std::vector<int32_t>>& samples,
-                                    StatsCollector* collector, int64_t* tokens,
+                                    const RunHooks& hooks, int64_t* tokens,
                                     const ProgressFn& progress) {
   const CausalLM& model = *impl_->model;
+  StatsCollector* collector = hooks.collector;
   const int64_t vocab = model.config().vocab_size;
   for (size_t i = 0; i < samples.size(); ++i) {
     if (samples[i].empty()) {
@@ -114,8 +125,13 @@ absl::Status CalibrationEngine::Run(const std::vector<std::vector<int32_t>>& sam
           collector->SetValidRows(at::Tensor());
         }
       }
-      auto out = model.Forward(ids, padded ? mask : at::Tensor(), collector);
+      auto out = model.Forward(ids, padded ? mask : at::Tensor(), collector,
+                               /*output_hidden_states=*/false, hooks.transform);
       if (!out.ok()) return out.status();
+      if (hooks.on_logits) {
+        absl::Status s = hooks.on_logits(start, out->logits);
+        if (!s.ok()) return s;
+      }
       if (progress && !progress(static_cast<int64_t>(end))) {
         return absl::CancelledError(absl::StrCat("cancelled after ", end, " samples"));
       }
@@ -128,7 +144,37 @@ absl::Status CalibrationEngine::Run(const std::vector<std::vector<int32_t>>& sam
 
 absl::Status CalibrationEngine::ForwardOnly(const std::vector<std::vector<int32_t>>& samples) {
   int64_t tokens = 0;
-  return Run(samples, nullptr, &tokens, {});
+  return Run(samples, RunHooks(), &tokens, {});
+}
+
+absl::Status CalibrationEngine::Evaluate(const std::vector<std::vector<int32_t>>& samples,
+                                         const EvalVariant& variant,
+                                         quant::EvalMetrics* metrics,
+                                         const ProgressFn& progress) {
+  const CausalLM& model = *impl_->model;
+  std::unique_ptr<W8A8Simulation> simulation;
+  if (variant.w8a8) {
+    if (impl_->w8a8_weights == nullptr) {
+      QCAL_ASSIGN_OR_RETURN(impl_->w8a8_weights, W8A8Weights::Create(model));
+    }
+    QCAL_ASSIGN_OR_RETURN(simulation,
+                          W8A8Simulation::Create(model, impl_->w8a8_weights.get(), variant.linears));
+  }
+  quant::EvalMetrics local;
+  RunHooks hooks;
+  hooks.transform = simulation.get();
+  hooks.on_logits = [&](size_t first, const at::Tensor& logits) -> absl::Status {
+    for (int64_t b = 0; b < logits.size(0); ++b) {
+      const std::vector<int32_t>& ids = samples[first + static_cast<size_t>(b)];
+      const int64_t len = static_cast<int64_t>(ids.size());
+      QCAL_RETURN_IF_ERROR(ScoreSample(logits[b].slice(0, 0, len), ids, &local));
+    }
+    return absl::OkStatus();
+  };
+  int64_t tokens = 0;
+  QCAL_RETURN_IF_ERROR(Run(samples, hooks, &tokens, progress));
+  metrics->Merge(local);
+  return absl::OkStatus();
 }
 
 absl::Status CalibrationEngine::Accumulate(const std::vector<std::vector<int32_t>>& samples,
@@ -137,7 +183,9 @@ absl::Status CalibrationEngine::Accumulate(const std::vector<std::vector<int32_t
   const bool tensor_ops = impl_->options.tensor_op_stats || model.device().type() != at::kCPU;
   StatsCollector collector(model.linears(), tensor_ops);
   int64_t tokens = 0;
-  QCAL_RETURN_IF_ERROR(Run(samples, &collector, &tokens, progress));
+  RunHooks hooks;
+  hooks.collector = &collector;
+  QCAL_RETURN_IF_ERROR(Run(samples, hooks, &tokens, progress));
   stats::StatsSet local;
   for (size_t i = 0; i < collector.linears().size(); ++i) {
     QCAL_RETURN_IF_ERROR(local.Add(stats::LinearStats(collector.linears()[i].name,

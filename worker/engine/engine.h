@@ -8,7 +8,10 @@
 // values do not depend on its batch, so min, max, counts, sketch buckets and even the
 // sums are bitwise identical for any batch size.
 //
-// Thread-safety: one Accumulate at a time per engine.
+// Evaluate runs the same batches through the float model or a simulated W8A8 variant
+// (worker/engine/w8a8.h) and scores them (common/quant/metrics.h).
+//
+// Thread-safety: one Accumulate / ForwardOnly / Evaluate at a time per engine.
 #ifndef QCAL_WORKER_ENGINE_ENGINE_H_
 #define QCAL_WORKER_ENGINE_ENGINE_H_
 
@@ -20,6 +23,8 @@
 
 #include "absl/status/statusor.h"
 #include "common/model_config.h"
+#include "common/quant/clip.h"
+#include "common/quant/metrics.h"
 #include "common/stats/stats_set.h"
 
 namespace qcal {
@@ -37,6 +42,21 @@ struct EngineOptions {
   // of batch size and sharding; false runs one padded pass per batch (faster on
   // GPUs; figures then move at float-rounding level with the batch composition).
   bool batch_invariant = true;
+};
+
+// What Evaluate runs.
+struct EvalVariant {
+  // false: the float model. true: simulated W8A8 (mllm's W8A8LinearStatic) of every
+  // linear but lm_head, with `linears`' decisions and scales.
+  bool w8a8 = false;
+  // By name, any order (quant::DecideClips' linears): every quantized linear of the
+  // model must be listed; lm_head's entry is ignored. Unused for the float model.
+  std::vector<quant::LinearClip> linears;
+
+  static EvalVariant Float() { return {}; }
+  static EvalVariant W8A8(std::vector<quant::LinearClip> linears) {
+    return {true, std::move(linears)};
+  }
 };
 
 // Progress callback: samples done so far; returning false cancels (the call then
@@ -62,10 +82,24 @@ class CalibrationEngine {
   // The same forward passes without statistics (the baseline benchmarks compare with).
   absl::Status ForwardOnly(const std::vector<std::vector<int32_t>>& samples);
 
+  // Runs every sample through `variant` and adds its metrics to *metrics: mllm's
+  // last-token accuracy and the next-token NLL over every position (samples of one
+  // token score nothing), see common/quant/metrics.h. Batched as Accumulate, and with
+  // batch_invariant every figure is bitwise independent of the batch size, so
+  // partials over disjoint samples merge into the figures of one run. The W8A8
+  // variant's fake-quantized weights are computed at the first W8A8 call and reused
+  // by every later one. Errors: INVALID_ARGUMENT for samples (as Accumulate) or a
+  // variant that does not fit the model (naming the linear); CANCELLED through
+  // `progress`; *metrics is untouched on any error.
+  absl::Status Evaluate(const std::vector<std::vector<int32_t>>& samples,
+                        const EvalVariant& variant, quant::EvalMetrics* metrics,
+                        const ProgressFn& progress = {});
+
  private:
   CalibrationEngine();
-  // Validates samples, then runs them in batches; `observer` may be null.
-  absl::Status Run(const std::vector<std::vector<int32_t>>& samples, StatsCollector* collector,
+  struct RunHooks;  // what a run feeds its batches to (engine.cc)
+  // Validates samples, then runs them in batches through the hooks.
+  absl::Status Run(const std::vector<std::vector<int32_t>>& samples, const RunHooks& hooks,
                    int64_t* tokens, const ProgressFn& progress);
   struct Impl;
   std::unique_ptr<Impl> impl_;
