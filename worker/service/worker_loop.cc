@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/stats/stats_proto.h"
 #include "grpcpp/grpcpp.h"
+#include "proto/qcal/v1/evaluation.pb.h"
 #include "proto/qcal/v1/worker.grpc.pb.h"
 #include "worker/text/sampler.h"
 
@@ -261,11 +262,16 @@ class Worker {
         st = s.status();
       }
     }
-    if (st.ok()) {
-      st = engine_->Accumulate(samples, &stats, [&](int64_t done) {
-        samples_done = done;
-        return !cancelled.load() && stop_->load() < 2;
-      });
+    auto keep_going = [&](int64_t done) {
+      samples_done = done;
+      return !cancelled.load() && stop_->load() < 2;
+    };
+    v1::EvaluateResult eval_result;
+    const bool eval = task.kind() == v1::TASK_EVALUATE;
+    if (st.ok() && eval) {
+      st = Evaluate(task, samples, keep_going, &eval_result);
+    } else if (st.ok()) {
+      st = engine_->Accumulate(samples, &stats, keep_going);
     }
     stop_heartbeat();
     const double seconds =
@@ -277,7 +283,46 @@ class Worker {
            handing_back || Retryable(st));
       return;
     }
-    Complete(task, stats, static_cast<int64_t>(samples.size()), seconds);
+    Complete(task, stats, eval ? &eval_result : nullptr, static_cast<int64_t>(samples.size()),
+             seconds);
+  }
+
+  // One EvaluatePartial per evaluation shard of the task, in order, so the
+  // coordinator's sums do not depend on how shards were grouped into tasks.
+  absl::Status Evaluate(const v1::Task& task, const std::vector<std::vector<int32_t>>& samples,
+                        const ProgressFn& progress, v1::EvaluateResult* out) {
+    v1::EvaluateTaskPayload payload;
+    if (!task.payload().UnpackTo(&payload)) {
+      return absl::InvalidArgumentError("evaluation task without an EvaluateTaskPayload");
+    }
+    EvalVariant variant = EvalVariant::Float();
+    if (!payload.float_baseline()) {
+      std::vector<quant::LinearClip> clips;
+      for (const auto& l : payload.linears()) {
+        clips.push_back({l.name(), l.clip_input(), l.clip_output(),
+                         static_cast<float>(l.input_scale()), static_cast<float>(l.output_scale())});
+      }
+      variant = EvalVariant::W8A8(std::move(clips));
+    }
+    const int64_t size = std::max(1, task.shard_size());
+    const int64_t n = static_cast<int64_t>(samples.size());
+    int64_t done_before = 0;
+    for (int64_t start = 0; start < n; start += size) {
+      const int64_t end = std::min(n, start + size);
+      std::vector<std::vector<int32_t>> unit(samples.begin() + start, samples.begin() + end);
+      quant::EvalMetrics m;
+      absl::Status st = engine_->Evaluate(unit, variant, &m, [&](int64_t d) {
+        return progress(done_before + d);
+      });
+      if (!st.ok()) return st;
+      done_before = end;
+      v1::EvaluatePartial* p = out->add_shards();
+      p->set_hits(m.hits);
+      p->set_total(m.total);
+      p->set_nll_sum(m.nll_sum);
+      p->set_predictions(m.predictions);
+    }
+    return absl::OkStatus();
   }
 
   void Fail(const v1::Task& task, const std::string& reason, bool retryable) {
@@ -295,8 +340,8 @@ class Worker {
     if (!gs.ok()) Log(name_, absl::StrCat("FailTask: ", gs.error_message()));
   }
 
-  void Complete(const v1::Task& task, const stats::StatsSet& stats, int64_t samples,
-                double seconds) {
+  void Complete(const v1::Task& task, const stats::StatsSet& stats,
+                const v1::EvaluateResult* eval_result, int64_t samples, double seconds) {
     v1::StatsSetProto proto;
     stats::ToProto(stats, &proto);
     // Retry transient failures (e.g. a coordinator restart) for up to a minute: the
@@ -315,6 +360,7 @@ class Worker {
       h->set_samples(samples);
       h->set_tokens(stats.tokens());
       h->set_compute_seconds(seconds);
+      if (eval_result != nullptr) chunk.mutable_result()->PackFrom(*eval_result);
       bool ok = true;
       for (const auto& l : proto.linears()) {
         *chunk.add_linears() = l;
