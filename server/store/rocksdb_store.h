@@ -55,6 +55,8 @@ struct RocksDbOptions {
   bool create_if_missing = true;
   // RocksDB background flush/compaction threads.
   int max_background_jobs = 2;
+  // Memtable size of the statistics family, in MiB (up to 3 are kept).
+  int stats_write_buffer_mb = 128;
 };
 
 class RocksDbStore : public Store {
