@@ -128,6 +128,25 @@ absl::Status Coordinator::LoadJob(const std::string& id, JobView* j) {
   return st;
 }
 
+absl::Status Coordinator::InsertNewJob(JobView j, int64_t shards) {
+  const std::string id = j.record.job().id();
+  Touch(j);
+  WriteBatch b;
+  j.shards.resize(shards);
+  for (int64_t s = 0; s < shards; ++s) {
+    j.shards[s].set_state(v1::SHARD_PENDING);
+    j.pending.insert(s);
+    PutShard(b, id, s, j.shards[s]);
+  }
+  PutJob(b, j);
+  b.Put(Family::kMeta, kMetaNextJob, absl::StrCat(next_job_seq_ + 1));
+  QCAL_RETURN_IF_ERROR(store_->Write(b));
+  ++next_job_seq_;
+  jobs_.emplace(id, std::move(j));
+  UpdateGauges();
+  return absl::OkStatus();
+}
+
 absl::Status Coordinator::WriteOrReload(const WriteBatch& b, const std::string& job_id) {
   absl::Status st = store_->Write(b);
   if (st.ok()) return st;
@@ -374,22 +393,9 @@ absl::StatusOr<v1::Job> Coordinator::SubmitJob(const v1::SubmitJobRequest& reque
       r.add_linear_out(out[i]);
       j.linear_index[names[i]] = static_cast<int>(i);
     }
-    Touch(j);
-    WriteBatch b;
-    j.shards.resize(shards);
-    for (int64_t s = 0; s < shards; ++s) {
-      j.shards[s].set_state(v1::SHARD_PENDING);
-      j.pending.insert(s);
-      PutShard(b, id, s, j.shards[s]);
-    }
-    PutJob(b, j);
-    b.Put(Family::kMeta, kMetaNextJob, absl::StrCat(next_job_seq_ + 1));
-    QCAL_RETURN_IF_ERROR(store_->Write(b));
-    ++next_job_seq_;
+    QCAL_RETURN_IF_ERROR(InsertNewJob(std::move(j), shards));
+    job = jobs_.at(id).record.job();
     if (!request.request_id().empty()) request_ids_[request.request_id()] = id;
-    job = j.record.job();
-    jobs_.emplace(id, std::move(j));
-    UpdateGauges();
   }
   return job;
 }
@@ -648,20 +654,7 @@ absl::StatusOr<v1::Operation> Coordinator::Evaluate(const v1::EvaluateRequest& r
     job->mutable_progress()->set_shards_total(units);
     job->mutable_progress()->set_samples_total(s->num_samples() * r.variants_size());
     *job->mutable_create_time() = ToProto(options_.now());
-    Touch(j);
-    WriteBatch b;
-    j.shards.resize(units);
-    for (int64_t u = 0; u < units; ++u) {
-      j.shards[u].set_state(v1::SHARD_PENDING);
-      j.pending.insert(u);
-      PutShard(b, id, u, j.shards[u]);
-    }
-    PutJob(b, j);
-    b.Put(Family::kMeta, kMetaNextJob, absl::StrCat(next_job_seq_ + 1));
-    QCAL_RETURN_IF_ERROR(store_->Write(b));
-    ++next_job_seq_;
-    jobs_.emplace(id, std::move(j));
-    UpdateGauges();
+    QCAL_RETURN_IF_ERROR(InsertNewJob(std::move(j), units));
     op.set_name("operations/" + id);
     v1::EvaluateMetadata meta;
     meta.set_job_id(parent.id());

@@ -131,6 +131,9 @@ class Coordinator {
   absl::Status Load() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Reads one job's record and shards from the store.
   absl::Status LoadJob(const std::string& id, JobView* j);
+  // Persists a new job (its record, all shards pending, the id counter) in one batch,
+  // then adds it to memory.
+  absl::Status InsertNewJob(JobView j, int64_t shards) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Writes `b`; on failure restores `job_id`'s in-memory view (changed ahead of the
   // write) and its leased tasks from the store, then returns the error.
   absl::Status WriteOrReload(const WriteBatch& b, const std::string& job_id)
