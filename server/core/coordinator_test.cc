@@ -443,7 +443,9 @@ TEST_F(CoordinatorTest, EvaluationRunsAsExactlyOnceUnitsAndSurvivesARestart) {
     v1::EvaluateTaskPayload payload;
     ASSERT_TRUE(t.payload().UnpackTo(&payload));
     const int variant = payload.float_baseline() ? 0 : (payload.threshold() == 1 ? 1 : 2);
-    if (!payload.float_baseline()) EXPECT_EQ(payload.linears_size(), 15);
+    if (!payload.float_baseline()) {
+      EXPECT_EQ(payload.linears_size(), 15);
+    }
     v1::CompleteTaskHeader h;
     h.set_worker_id(w);
     h.set_task_id(t.task_id());
