@@ -15,7 +15,8 @@ constexpr char kFooter[] = R"(Exit codes:
   0  success
   1  internal or unknown error
   2  usage error (bad flag or value, unreadable --token-file / --tls-ca)
-  3  the job ended FAILED or CANCELLED (submit --wait, watch, run)
+  3  the job ended FAILED or CANCELLED (submit --wait, watch, run), or the
+     operation ended with an error (evaluate --wait, operation --wait, run)
   4  NOT_FOUND (unknown job or operation, missing model or corpus)
   5  request refused: INVALID_ARGUMENT, FAILED_PRECONDITION, PERMISSION_DENIED,
      UNIMPLEMENTED, ALREADY_EXISTS, OUT_OF_RANGE
@@ -72,6 +73,8 @@ int RunCli(int argc, const char* const argv[], const CliIo& io) {
   CommandSlot slot;
   AddGlobalFlags(app, &flags);
   AddJobCommands(app, &slot);
+  AddEvaluateCommand(app, &slot);
+  AddShadowLayersCommand(app, &slot);
   AddStatsCommand(app, &slot);
   AddOperationCommand(app, &slot);
   AddRunCommand(app, &slot);

@@ -59,6 +59,10 @@ inline void SetAction(CLI::App* cmd, CommandSlot* slot, CommandAction action) {
 
 // submit, status, watch, list, cancel (job_commands.cc).
 void AddJobCommands(CLI::App& app, CommandSlot* slot);
+// evaluate (evaluate_command.cc).
+void AddEvaluateCommand(CLI::App& app, CommandSlot* slot);
+// shadow-layers (shadow_layers_command.cc).
+void AddShadowLayersCommand(CLI::App& app, CommandSlot* slot);
 // stats (stats_command.cc).
 void AddStatsCommand(CLI::App& app, CommandSlot* slot);
 // operation (operation_command.cc).

@@ -6,7 +6,8 @@
 //   0  success
 //   1  internal or unknown error (anything not listed below)
 //   2  usage error (bad flag, bad value, missing argument, unreadable --token-file)
-//   3  the job ended JOB_FAILED or JOB_CANCELLED (submit --wait, watch, run)
+//   3  the job ended JOB_FAILED or JOB_CANCELLED (submit --wait, watch, run), or the
+//      operation ended with an error (evaluate --wait, operation --wait, run)
 //   4  NOT_FOUND (unknown job or operation, missing model or corpus)
 //   5  the request was refused: INVALID_ARGUMENT, FAILED_PRECONDITION,
 //      PERMISSION_DENIED, UNIMPLEMENTED, ALREADY_EXISTS, OUT_OF_RANGE

@@ -85,9 +85,9 @@ TEST(FlagsTest, SeedZeroIsSentWhenGiven) {
   JobSpecFlags flags;
   AddJobSpecFlags(&app, &flags);
   app.parse("--model m --corpus c --seed 0", false);
-  ASSERT_TRUE(flags.seed.has_value());
-  EXPECT_EQ(*flags.seed, 0u);
-  EXPECT_FALSE(flags.num_samples.has_value());
+  ASSERT_TRUE(flags.sampling.seed.has_value());
+  EXPECT_EQ(*flags.sampling.seed, 0u);
+  EXPECT_FALSE(flags.sampling.num_samples.has_value());
 }
 
 TEST(FlagsTest, OutOfRangeValuesAreUsageErrors) {
@@ -133,6 +133,38 @@ TEST(FlagsTest, MissingOrBadArgumentsAreUsageErrors) {
                    "--workers");
   ExpectUsageError({"run", "--model", "m", "--corpus", "c", "--threads", "0"}, "run",
                    "--threads");
+  ExpectUsageError({"run", "--model", "m", "--corpus", "c", "--eval-num-samples", "0"},
+                   "run", "--eval-num-samples");
+  ExpectUsageError({"run", "--model", "m", "--corpus", "c", "--eval-seq-len", "1"}, "run",
+                   "--eval-seq-len");
+  ExpectUsageError({"stats", "job-1", "--format", "model_res_acc", "--out", "x"}, "stats",
+                   "--format");
+  ExpectUsageError({"shadow-layers"}, "shadow-layers", "JOB");
+  ExpectUsageError({"shadow-layers", "j", "--threshold", "-2"}, "shadow-layers",
+                   "--threshold");
+  ExpectUsageError({"evaluate", "--eval-corpus", "e"}, "evaluate", "JOB");
+  ExpectUsageError({"evaluate", "j"}, "evaluate", "--eval-corpus");
+  const struct {
+    std::vector<std::string> extra;
+    const char* mentions;
+  } kEvaluateCases[] = {
+      {{"--mode", "document"}, "--mode"},
+      {{"--budget", "-0.1"}, "--budget"},
+      {{"--budget-metric", "accuracy"}, "--budget-metric"},
+      {{"--sampling-mode", "stream"}, "--sampling-mode"},
+      {{"--num-samples", "0"}, "--num-samples"},
+      {{"--seq-len", "0"}, "--seq-len"},
+      {{"--order", "random"}, "--order"},
+      {{"--seed", "-1"}, "--seed"},
+      {{"--shard-size", "4097"}, "--shard-size"},
+      {{"--batch-size", "0"}, "--batch-size"},
+      {{"--thresholds", "2,x"}, "--thresholds"},
+  };
+  for (const auto& c : kEvaluateCases) {
+    std::vector<std::string> args = {"evaluate", "j", "--eval-corpus", "e"};
+    args.insert(args.end(), c.extra.begin(), c.extra.end());
+    ExpectUsageError(args, "evaluate", c.mentions);
+  }
   ExpectUsageError({"--timeout", "0", "list"}, "list", "--timeout");
   ExpectUsageError({}, "", "subcommand");
   ExpectUsageError({"frobnicate"}, "", "frobnicate");
@@ -141,7 +173,7 @@ TEST(FlagsTest, MissingOrBadArgumentsAreUsageErrors) {
 TEST(FlagsTest, HelpAndVersionExit0) {
   for (const std::vector<std::string>& args :
        {std::vector<std::string>{"--help"}, {"submit", "--help"}, {"run", "--help"},
-        {"--version"}}) {
+        {"evaluate", "--help"}, {"shadow-layers", "--help"}, {"--version"}}) {
     const Result r = RunQcal(args);
     EXPECT_EQ(r.code, 0) << args[0];
     EXPECT_FALSE(r.out.empty());
@@ -155,6 +187,21 @@ TEST(FlagsTest, HelpAndVersionExit0) {
         "--skip-bad-lines", "--shard-size", "--report-interval", "--batch-size", "--name",
         "--request-id", "--wait"}) {
     EXPECT_NE(submit.out.find(flag), std::string::npos) << flag;
+  }
+  const Result evaluate = RunQcal({"evaluate", "--help"});
+  for (const char* flag :
+       {"--eval-corpus", "--thresholds", "--mode", "--budget", "--budget-metric",
+        "--num-samples", "--seq-len", "--sampling-mode", "--order", "--seed",
+        "--skip-docs", "--skip-bad-lines", "--shard-size", "--batch-size", "--wait",
+        "named --sampling-mode here because --mode is taken"}) {
+    EXPECT_NE(evaluate.out.find(flag), std::string::npos) << flag;
+  }
+  const Result help_run = RunQcal({"run", "--help"});
+  for (const char* flag : {"--eval-corpus", "--eval-num-samples", "--eval-seq-len"}) {
+    EXPECT_NE(help_run.out.find(flag), std::string::npos) << flag;
+  }
+  for (const char* command : {"evaluate", "shadow-layers"}) {
+    EXPECT_NE(help.out.find(command), std::string::npos) << command;
   }
 }
 

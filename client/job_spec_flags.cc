@@ -1,27 +1,27 @@
 #include "client/job_spec_flags.h"
 
+#include "absl/strings/str_cat.h"
+
 namespace qcal::client {
 
-void AddJobSpecFlags(CLI::App* cmd, JobSpecFlags* f) {
-  cmd->add_option("--model", f->model,
-                  "Hugging Face model folder (config.json + safetensors), as the "
-                  "coordinator sees it")
-      ->required();
-  cmd->add_option("--corpus", f->corpus,
-                  "Corpus: JSON lines with a \"text\" field (plain or .zst) or plain "
-                  "text, as the coordinator sees it")
-      ->required();
+void AddSamplingFlags(CLI::App* cmd, SamplingFlags* f, const SamplingFlagNames& names) {
   cmd->add_option_function<int64_t>(
          "--num-samples", [f](const int64_t& v) { f->num_samples = v; },
-         "Number of samples (sequences) [512]")
+         absl::StrCat("Number of samples (sequences) [", names.num_samples_default, "]"))
       ->check(CLI::Range(int64_t{1}, kMaxNumSamples));
   cmd->add_option_function<int64_t>(
          "--seq-len", [f](const int64_t& v) { f->seq_len = v; },
-         "Tokens per sample (at most the model's context) [512]")
+         absl::StrCat("Tokens per sample (at most the model's context) [",
+                      names.seq_len_default, "]"))
       ->check(CLI::Range(int64_t{1}, kMaxSeqLen));
-  cmd->add_option("--mode", f->mode,
-                  "document: one sample per document, truncated; packed: documents "
-                  "joined and cut into windows [document]")
+  std::string mode_help =
+      "document: one sample per document, truncated; packed: documents joined and cut "
+      "into windows [document]";
+  if (names.mode_flag != "--mode") {
+    absl::StrAppend(&mode_help, " (submit's --mode, named ", names.mode_flag,
+                    " here because --mode is taken)");
+  }
+  cmd->add_option(names.mode_flag, f->mode, mode_help)
       ->check(CLI::IsMember({"document", "packed"}));
   cmd->add_option("--order", f->order,
                   "Document order: file order, or shuffled with --seed [shuffled]")
@@ -40,6 +40,31 @@ void AddJobSpecFlags(CLI::App* cmd, JobSpecFlags* f) {
       ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--skip-bad-lines", f->skip_bad_lines,
                 "Skip and count malformed corpus lines instead of failing the job");
+}
+
+v1::SamplingOptions ToSamplingOptions(const SamplingFlags& f) {
+  v1::SamplingOptions s;
+  // Only what was given: the optional fields are unset otherwise.
+  if (f.num_samples) s.set_num_samples(*f.num_samples);
+  if (f.seq_len) s.set_seq_len(*f.seq_len);
+  s.set_mode(f.mode);
+  s.set_order(f.order);
+  if (f.seed) s.set_seed(*f.seed);
+  s.set_skip_docs(f.skip_docs);
+  s.set_skip_bad_lines(f.skip_bad_lines);
+  return s;
+}
+
+void AddJobSpecFlags(CLI::App* cmd, JobSpecFlags* f) {
+  cmd->add_option("--model", f->model,
+                  "Hugging Face model folder (config.json + safetensors), as the "
+                  "coordinator sees it")
+      ->required();
+  cmd->add_option("--corpus", f->corpus,
+                  "Corpus: JSON lines with a \"text\" field (plain or .zst) or plain "
+                  "text, as the coordinator sees it")
+      ->required();
+  AddSamplingFlags(cmd, &f->sampling);
   cmd->add_option("--shard-size", f->shard_size,
                   "Samples per shard, the unit of exactly-once accounting [16]")
       ->check(CLI::Range(int32_t{1}, kMaxShardSize));
@@ -56,15 +81,7 @@ v1::JobSpec ToJobSpec(const JobSpecFlags& f) {
   v1::JobSpec spec;
   spec.set_model(f.model);
   spec.set_corpus(f.corpus);
-  v1::SamplingOptions* s = spec.mutable_sampling();
-  // Only what was given: the optional fields are unset otherwise.
-  if (f.num_samples) s->set_num_samples(*f.num_samples);
-  if (f.seq_len) s->set_seq_len(*f.seq_len);
-  s->set_mode(f.mode);
-  s->set_order(f.order);
-  if (f.seed) s->set_seed(*f.seed);
-  s->set_skip_docs(f.skip_docs);
-  s->set_skip_bad_lines(f.skip_bad_lines);
+  *spec.mutable_sampling() = ToSamplingOptions(f.sampling);
   spec.set_shard_size(f.shard_size);
   spec.set_report_interval_seconds(f.report_interval_seconds);
   spec.set_batch_size(f.batch_size);

@@ -15,6 +15,10 @@
 // the coordinator replaces by its default (job.proto; the values above), so the
 // defaults live in one place. Values out of range are
 // usage errors (exit 2) found before any call.
+//
+// The sampling flags (--num-samples .. --skip-bad-lines) also describe the evaluation
+// set of `evaluate` (AddSamplingFlags), where --mode is already taken and the
+// sampling mode is --sampling-mode instead.
 #ifndef QCAL_CLIENT_JOB_SPEC_FLAGS_H_
 #define QCAL_CLIENT_JOB_SPEC_FLAGS_H_
 
@@ -33,9 +37,8 @@ inline constexpr int32_t kMaxShardSize = 4096;
 inline constexpr int32_t kMaxReportIntervalSeconds = 3600;
 inline constexpr int32_t kMaxBatchSize = 1024;
 
-struct JobSpecFlags {
-  std::string model;
-  std::string corpus;
+// How samples are drawn from a corpus (SamplingOptions).
+struct SamplingFlags {
   // nullopt / empty / 0: not given, the coordinator's default.
   std::optional<int64_t> num_samples;
   std::optional<int64_t> seq_len;
@@ -44,6 +47,30 @@ struct JobSpecFlags {
   std::optional<uint64_t> seed;
   int64_t skip_docs = 0;
   bool skip_bad_lines = false;
+};
+
+// What the help of the sampling flags says where commands differ.
+struct SamplingFlagNames {
+  // The flag that selects document / packed sampling.
+  std::string mode_flag = "--mode";
+  // The defaults shown in the help (the coordinator applies them).
+  std::string num_samples_default = "512";
+  std::string seq_len_default = "512";
+};
+
+// Declares --num-samples, --seq-len, the mode flag, --order, --seed, --skip-docs and
+// --skip-bad-lines on `cmd`, writing into `*flags` (which must outlive parsing).
+void AddSamplingFlags(CLI::App* cmd, SamplingFlags* flags,
+                      const SamplingFlagNames& names = {});
+
+// The options the flags describe; only what was given is set.
+v1::SamplingOptions ToSamplingOptions(const SamplingFlags& flags);
+
+struct JobSpecFlags {
+  std::string model;
+  std::string corpus;
+  SamplingFlags sampling;
+  // 0 / empty: not given, the coordinator's default.
   int32_t shard_size = 0;
   int32_t report_interval_seconds = 0;
   int32_t batch_size = 0;

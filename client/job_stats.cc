@@ -93,8 +93,8 @@ absl::StatusOr<StatsFormat> ParseStatsFormat(absl::string_view name) {
 
 absl::Status WriteStatsFile(const stats::StatsSet& set, StatsFormat format,
                             const std::string& path) {
-  const std::string temp = TempPathFor(path);
   if (format == StatsFormat::kSmoothQuant) {
+    const std::string temp = TempPathFor(path);
     absl::Status status = stats::WriteSmoothQuantActScales(set, temp);
     if (!status.ok()) {
       std::remove(temp.c_str());
@@ -102,14 +102,20 @@ absl::Status WriteStatsFile(const stats::StatsSet& set, StatsFormat format,
     }
     return RenameInto(temp, path);
   }
-  const std::string json = stats::MllmDistributionJson(
-      set, format == StatsFormat::kMllm ? stats::Mode::kMllm : stats::Mode::kAbs);
+  return WriteFileAtomically(
+      path, stats::MllmDistributionJson(set, format == StatsFormat::kMllm
+                                                 ? stats::Mode::kMllm
+                                                 : stats::Mode::kAbs));
+}
+
+absl::Status WriteFileAtomically(const std::string& path, const std::string& content) {
+  const std::string temp = TempPathFor(path);
   {
     std::ofstream out(temp, std::ios::binary | std::ios::trunc);
     if (!out) {
       return UsageError(absl::StrCat("cannot write ", path, ": ", std::strerror(errno)));
     }
-    out << json;
+    out << content;
     out.close();
     if (!out) {
       std::remove(temp.c_str());

@@ -40,6 +40,10 @@ absl::StatusOr<StatsFormat> ParseStatsFormat(absl::string_view name);
 absl::Status WriteStatsFile(const stats::StatsSet& set, StatsFormat format,
                             const std::string& path);
 
+// Writes `content` to `path` under a temporary name renamed into place. A file that
+// cannot be created is a usage error naming it (an unwritable --out).
+absl::Status WriteFileAtomically(const std::string& path, const std::string& content);
+
 }  // namespace qcal::client
 
 #endif  // QCAL_CLIENT_JOB_STATS_H_

@@ -4,17 +4,16 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/command.h"
+#include "client/evaluation.h"
 #include "client/exit_codes.h"
 #include "client/interrupt.h"
 #include "client/json_output.h"
+#include "client/operation_wait.h"
+#include "proto/qcal/v1/evaluation.pb.h"
 #include "proto/qcal/v1/operations.grpc.pb.h"
 
 namespace qcal::client {
 namespace {
-
-// Each WaitOperation asks the server to hold the call this long, so that an
-// interrupt is noticed within it.
-constexpr int kWaitSliceSeconds = 10;
 
 struct OperationFlags {
   std::string name;
@@ -27,6 +26,18 @@ std::string AnyType(const google::protobuf::Any& any) {
   return slash == std::string::npos ? url : url.substr(slash + 1);
 }
 
+// "qcal.v1.EvaluateMetadata (job job-1, 12/48 units)" for the kinds this client
+// knows; the type otherwise.
+std::string DescribeMetadata(const v1::Operation& op) {
+  std::string out = AnyType(op.metadata());
+  v1::EvaluateMetadata meta;
+  if (op.metadata().Is<v1::EvaluateMetadata>() && op.metadata().UnpackTo(&meta)) {
+    absl::StrAppend(&out, " (job ", meta.job_id(), ", ", meta.units_done(), "/",
+                    meta.units_total(), " units)");
+  }
+  return out;
+}
+
 void PrintOperation(const CommandEnv& env, const v1::Operation& op) {
   if (env.json()) {
     env.out() << OperationToJsonLine(op) << "\n";
@@ -34,13 +45,17 @@ void PrintOperation(const CommandEnv& env, const v1::Operation& op) {
   }
   env.out() << "operation: " << op.name() << "\n"
             << "done:      " << (op.done() ? "yes" : "no") << "\n";
-  if (op.has_metadata()) env.out() << "metadata:  " << AnyType(op.metadata()) << "\n";
-  if (op.has_error()) {
-    env.out() << "error:     "
-              << absl::StatusCodeToString(static_cast<absl::StatusCode>(op.error().code()))
-              << ": " << op.error().message() << "\n";
+  if (op.has_metadata()) env.out() << "metadata:  " << DescribeMetadata(op) << "\n";
+  if (const std::string error = OperationErrorText(op); !error.empty()) {
+    env.out() << "error:     " << error << "\n";
   }
-  if (op.has_response()) env.out() << "response:  " << AnyType(op.response()) << "\n";
+  if (op.has_response()) {
+    env.out() << "response:  " << AnyType(op.response()) << "\n";
+    v1::EvaluateResponse response;
+    if (op.response().Is<v1::EvaluateResponse>() && op.response().UnpackTo(&response)) {
+      env.out() << FormatEvaluationTable(response);
+    }
+  }
 }
 
 absl::Status Operation(const CommandEnv& env, const OperationFlags& flags) {
@@ -58,30 +73,18 @@ absl::Status Operation(const CommandEnv& env, const OperationFlags& flags) {
       return (*connection)->ToStatus(s);
     }
   }
-  if (flags.wait) {
+  if (flags.wait && !op.done()) {
     ScopedInterruptHandler interrupts;
-    while (!op.done()) {
-      if (InterruptCount() > 0) return InterruptedError("interrupted");
-      v1::WaitOperationRequest request;
-      request.set_name(name);
-      request.mutable_timeout()->set_seconds(kWaitSliceSeconds);
-      auto context = (*connection)->UnaryContext(
-          kWaitSliceSeconds + env.flags->connection.timeout_seconds);
-      v1::Operation next;
-      if (grpc::Status s = stub->WaitOperation(context.get(), request, &next); !s.ok()) {
-        if (InterruptCount() > 0) return InterruptedError("interrupted");
-        return (*connection)->ToStatus(s);
-      }
-      op = std::move(next);
-    }
+    OperationDisplay display(env.io->out, env.display_mode());
+    OperationWaitOptions options;
+    options.call_timeout_seconds = env.flags->connection.timeout_seconds;
+    auto done = WaitUntilDone(**connection, op, &display, options);
+    display.Finish();
+    if (!done.ok()) return done.status();
+    op = *std::move(done);
   }
   PrintOperation(env, op);
-  if (flags.wait && op.has_error() && op.error().code() != 0) {
-    const auto code = static_cast<absl::StatusCode>(op.error().code());
-    return JobEndedError(absl::StatusCodeToString(code),
-                         absl::StrCat("operation ", op.name(), " failed: ",
-                                      op.error().message()));
-  }
+  if (flags.wait) return OperationOutcome(op);
   return absl::OkStatus();
 }
 
@@ -94,7 +97,8 @@ void AddOperationCommand(CLI::App& app, CommandSlot* slot) {
   cmd->add_option("OP", flags->name, "Operation name (operations/<id>, or just <id>)")
       ->required();
   cmd->add_flag("--wait", flags->wait,
-                "Wait until it is done (exit 3 if it ended with an error)");
+                "Wait until it is done, showing its progress (exit 3 if it ended with "
+                "an error)");
   SetAction(cmd, slot, [flags](const CommandEnv& env) { return Operation(env, *flags); });
 }
 

@@ -1,11 +1,16 @@
-// run: calibrate on this machine with a private coordinator and workers.
+// run: calibrate on this machine with a private coordinator and workers, and with
+// --eval-corpus go on to a threshold evaluation.
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "client/command.h"
+#include "client/evaluation.h"
 #include "client/exit_codes.h"
 #include "client/interrupt.h"
 #include "client/job_spec_flags.h"
@@ -13,7 +18,9 @@
 #include "client/job_watch.h"
 #include "client/json_output.h"
 #include "client/local_cluster.h"
+#include "client/operation_wait.h"
 #include "client/process.h"
+#include "common/quant/shadow.h"
 #include "common/stats/outputs.h"
 #include "nlohmann/json.hpp"
 #include "proto/qcal/v1/calibration.grpc.pb.h"
@@ -25,9 +32,16 @@ namespace fs = std::filesystem;
 
 constexpr int kMaxWorkers = 256;
 constexpr double kCancelTimeoutSeconds = 2;
+constexpr int64_t kDefaultEvalNumSamples = 128;
+constexpr char kModelResAccFile[] = "model_res_acc.json";
+constexpr char kEvaluationFile[] = "evaluation.json";
 
 struct RunFlags {
   JobSpecFlags spec;
+  // Empty: no evaluation.
+  std::string eval_corpus;
+  int64_t eval_num_samples = kDefaultEvalNumSamples;
+  std::optional<int64_t> eval_seq_len;  // unset: the calibration's
   int workers = 2;
   std::string db;
   std::string out = "qcal-out";
@@ -72,6 +86,19 @@ absl::Status PrepareInputs(RunFlags* flags, std::vector<std::string>* data_roots
   if (!corpus_root.ok()) return corpus_root.status();
   data_roots->push_back(*model_root);
   if (*corpus_root != *model_root) data_roots->push_back(*corpus_root);
+  if (!flags->eval_corpus.empty()) {
+    flags->eval_corpus = Absolute(flags->eval_corpus);
+    if (!fs::is_regular_file(flags->eval_corpus, ec)) {
+      return absl::NotFoundError(
+          absl::StrCat("--eval-corpus ", flags->eval_corpus, " is not a file"));
+    }
+    auto eval_root = DataRootFor(flags->eval_corpus, "--eval-corpus");
+    if (!eval_root.ok()) return eval_root.status();
+    if (std::find(data_roots->begin(), data_roots->end(), *eval_root) ==
+        data_roots->end()) {
+      data_roots->push_back(*eval_root);
+    }
+  }
   if (!flags->db.empty()) flags->db = Absolute(flags->db);
   flags->out = Absolute(flags->out);
   fs::create_directories(fs::path(flags->out) / "logs", ec);
@@ -106,6 +133,148 @@ void CancelQuietly(const Connection& connection, const std::string& job_id) {
   v1::Job job;
   auto context = connection.UnaryContext(kCancelTimeoutSeconds);
   (void)stub->CancelJob(context.get(), request, &job);
+}
+
+// What the evaluation after the calibration produced.
+struct EvaluationOutcome {
+  std::string operation;
+  v1::EvaluateResponse response;
+  std::string model_res_acc;  // paths of the files written
+  std::string evaluation;
+};
+
+// Evaluates the calibrated job with the default thresholds on --eval-corpus, shows
+// its progress, and writes model_res_acc.json and evaluation.json into --out.
+absl::StatusOr<EvaluationOutcome> EvaluateJob(const CommandEnv& env, const RunFlags& flags,
+                                              const Connection& connection,
+                                              LocalCluster& cluster,
+                                              const std::string& job_id) {
+  auto stub = v1::CalibrationService::NewStub(connection.channel());
+  v1::EvaluateRequest request;
+  request.set_job_id(job_id);
+  request.set_eval_corpus(flags.eval_corpus);
+  request.mutable_eval_sampling()->set_num_samples(flags.eval_num_samples);
+  if (flags.eval_seq_len) request.mutable_eval_sampling()->set_seq_len(*flags.eval_seq_len);
+  v1::Operation op;
+  {
+    auto context = connection.UnaryContext();
+    if (grpc::Status s = stub->Evaluate(context.get(), request, &op); !s.ok()) {
+      return connection.ToStatus(s);
+    }
+  }
+  if (!env.json()) {
+    env.out() << "evaluating " << job_id << " on " << flags.eval_corpus << ": "
+              << op.name() << "\n"
+              << std::flush;
+  }
+  OperationDisplay display(env.io->out, env.display_mode());
+  OperationWaitOptions wait;
+  wait.health_check = [&cluster] { return cluster.Health(); };
+  wait.call_timeout_seconds = env.flags->connection.timeout_seconds;
+  auto done = WaitUntilDone(connection, op, &display, wait);
+  display.Finish();
+  if (!done.ok()) {
+    if (IsInterrupted(done.status())) CancelOperationQuietly(connection, op.name());
+    return done.status();
+  }
+  if (absl::Status s = OperationOutcome(*done); !s.ok()) return s;
+  EvaluationOutcome outcome;
+  outcome.operation = op.name();
+  auto response = EvaluateResponseOf(*done);
+  if (!response.ok()) return response.status();
+  outcome.response = *std::move(response);
+  // mllm keys model_res_acc.json by the model name it loaded: here the model path.
+  auto res_acc = ModelResAccJsonOf(outcome.response, flags.spec.model);
+  if (!res_acc.ok()) return res_acc.status();
+  auto evaluation = EvaluateResponseJson(outcome.response);
+  if (!evaluation.ok()) return evaluation.status();
+  const fs::path out(flags.out);
+  outcome.model_res_acc = (out / kModelResAccFile).string();
+  outcome.evaluation = (out / kEvaluationFile).string();
+  if (absl::Status s = WriteFileAtomically(outcome.model_res_acc, *res_acc); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = WriteFileAtomically(outcome.evaluation, *evaluation + "\n");
+      !s.ok()) {
+    return s;
+  }
+  return outcome;
+}
+
+// An integral threshold as a JSON int (8, not 8.0), as mllm's files write it.
+nlohmann::ordered_json ThresholdJson(double t) {
+  if (std::trunc(t) == t && std::fabs(t) < 9.2e18) {
+    return nlohmann::ordered_json(static_cast<int64_t>(t));
+  }
+  return nlohmann::ordered_json(t);
+}
+
+std::vector<int64_t> LayersOf(const v1::ThresholdResult& r) {
+  return std::vector<int64_t>(r.shadow_layers().begin(), r.shadow_layers().end());
+}
+
+// What `run` prints at the end: the evaluation's table, the files, and the
+// recommended threshold's shadow layers last; with --json one summary object.
+void PrintSummary(const CommandEnv& env, const RunFlags& flags, const v1::Job& final_job,
+                  const JobStats& job_stats,
+                  const std::optional<EvaluationOutcome>& evaluation) {
+  const v1::ThresholdResult* recommended =
+      evaluation ? RecommendedResult(evaluation->response) : nullptr;
+  const fs::path out(flags.out);
+  const std::string mllm = (out / stats::kMllmDistributionFile).string();
+  const std::string abs = (out / stats::kAbsDistributionFile).string();
+  const std::string scales = (out / stats::kActScalesFile).string();
+  if (env.json()) {
+    nlohmann::ordered_json j;
+    j["job_id"] = final_job.id();
+    j["state"] = v1::JobState_Name(final_job.state());
+    j["out"] = flags.out;
+    j["files"] = {{"mllm", mllm}, {"abs", abs}, {"smoothquant", scales}};
+    if (evaluation) {
+      j["files"]["model_res_acc"] = evaluation->model_res_acc;
+      j["files"]["evaluation"] = evaluation->evaluation;
+    }
+    j["linears"] = job_stats.set.size();
+    j["tokens"] = job_stats.set.tokens();
+    if (evaluation) {
+      nlohmann::ordered_json e;
+      e["operation"] = evaluation->operation;
+      e["recommended_threshold"] = nullptr;
+      e["shadow_layers"] = nullptr;
+      e["shadow_layers_set"] = nullptr;
+      if (recommended != nullptr) {
+        const std::vector<int64_t> layers = LayersOf(*recommended);
+        e["recommended_threshold"] = ThresholdJson(recommended->threshold());
+        e["shadow_layers"] = layers;
+        e["shadow_layers_set"] = quant::FormatLayerSet(layers);
+      }
+      e["recommendation_note"] = evaluation->response.recommendation_note();
+      j["evaluation"] = e;
+    }
+    j["logs"] = (out / "logs").string();
+    if (!flags.db.empty()) j["db"] = flags.db;
+    env.out() << j.dump() << "\n";
+    return;
+  }
+  if (evaluation) env.out() << FormatEvaluationTable(evaluation->response);
+  env.out() << "results in " << flags.out << ":\n"
+            << "  " << mllm << "  (mllm act_scales_distribution)\n"
+            << "  " << abs << "  (same on |x|)\n"
+            << "  " << scales << "  (SmoothQuant act_scales)\n";
+  if (evaluation) {
+    env.out() << "  " << evaluation->model_res_acc << "  (mllm model_res_acc)\n"
+              << "  " << evaluation->evaluation << "  (the evaluation, "
+              << evaluation->operation << ")\n";
+  }
+  env.out() << "logs in " << (out / "logs").string() << "\n";
+  if (recommended != nullptr) {
+    env.out() << "recommended threshold " << FormatThreshold(recommended->threshold())
+              << ", shadow layers " << quant::FormatLayerSet(LayersOf(*recommended))
+              << "\n";
+  } else if (evaluation) {
+    env.out() << "no recommended threshold: "
+              << evaluation->response.recommendation_note() << "\n";
+  }
 }
 
 absl::Status RunWithCluster(const CommandEnv& env, const RunFlags& flags,
@@ -144,28 +313,13 @@ absl::Status RunWithCluster(const CommandEnv& env, const RunFlags& flags,
   if (absl::Status s = stats::WriteCalibrationOutputs(stats->set, flags.out); !s.ok()) {
     return s;
   }
-  const fs::path out(flags.out);
-  const std::string mllm = (out / stats::kMllmDistributionFile).string();
-  const std::string abs = (out / stats::kAbsDistributionFile).string();
-  const std::string scales = (out / stats::kActScalesFile).string();
-  if (env.json()) {
-    nlohmann::ordered_json j;
-    j["job_id"] = job.id();
-    j["state"] = v1::JobState_Name(final_job->state());
-    j["out"] = flags.out;
-    j["files"] = {{"mllm", mllm}, {"abs", abs}, {"smoothquant", scales}};
-    j["linears"] = stats->set.size();
-    j["tokens"] = stats->set.tokens();
-    j["logs"] = (out / "logs").string();
-    if (!flags.db.empty()) j["db"] = flags.db;
-    env.out() << j.dump() << "\n";
-  } else {
-    env.out() << "results in " << flags.out << ":\n"
-              << "  " << mllm << "  (mllm act_scales_distribution)\n"
-              << "  " << abs << "  (same on |x|)\n"
-              << "  " << scales << "  (SmoothQuant act_scales)\n"
-              << "logs in " << (out / "logs").string() << "\n";
+  std::optional<EvaluationOutcome> evaluation;
+  if (!flags.eval_corpus.empty()) {
+    auto outcome = EvaluateJob(env, flags, **connection, cluster, job.id());
+    if (!outcome.ok()) return outcome.status();
+    evaluation = *std::move(outcome);
   }
+  PrintSummary(env, flags, *final_job, *stats, evaluation);
   return absl::OkStatus();
 }
 
@@ -204,8 +358,20 @@ void AddRunCommand(CLI::App& app, CommandSlot* slot) {
   CLI::App* cmd = app.add_subcommand(
       "run",
       "Calibrate on this machine: start a coordinator and local workers on loopback, "
-      "run the job, write the statistics files, stop them");
+      "run the job, write the statistics files (with --eval-corpus evaluate the "
+      "thresholds and print the recommended one and its shadow layers), stop them");
   AddJobSpecFlags(cmd, &flags->spec);
+  cmd->add_option("--eval-corpus", flags->eval_corpus,
+                  "After calibrating, evaluate the default thresholds on this corpus and "
+                  "write model_res_acc.json and evaluation.json [no evaluation]");
+  cmd->add_option("--eval-num-samples", flags->eval_num_samples,
+                  "Evaluation samples (with --eval-corpus)")
+      ->check(CLI::Range(int64_t{1}, kMaxNumSamples))
+      ->capture_default_str();
+  cmd->add_option_function<int64_t>(
+         "--eval-seq-len", [f = flags.get()](const int64_t& v) { f->eval_seq_len = v; },
+         "Tokens per evaluation sample (with --eval-corpus) [the calibration's]")
+      ->check(CLI::Range(int64_t{2}, kMaxSeqLen));
   cmd->add_option("--workers", flags->workers, "Local workers to start")
       ->check(CLI::Range(1, kMaxWorkers))
       ->capture_default_str();
@@ -214,7 +380,8 @@ void AddRunCommand(CLI::App& app, CommandSlot* slot) {
                   "removed]");
   cmd->add_option("--out", flags->out,
                   "Folder for act_scales_distribution.json, "
-                  "act_scales_distribution_abs.json, act_scales.safetensors and logs/")
+                  "act_scales_distribution_abs.json, act_scales.safetensors, with "
+                  "--eval-corpus model_res_acc.json and evaluation.json, and logs/")
       ->capture_default_str();
   cmd->add_option("--coordinator-bin", flags->coordinator_bin,
                   "qcal-coordinator to run [found next to qcal, then in $PATH]");

@@ -14,6 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "client/cli.h"
+#include "client/evaluation.h"
 #include "client/test_util/fake_calibration_server.h"
 #include "common/stats/outputs.h"
 #include "gtest/gtest.h"
@@ -56,6 +57,7 @@ class RunCommandTest : public ::testing::Test {
     db_ = dir_ + "/db";
   }
   void TearDown() override {
+    ::unsetenv("FAKE_COORDINATOR_EVAL");
     ::unsetenv("FAKE_COORDINATOR_FINAL");
     ::unsetenv("FAKE_COORDINATOR_EXIT");
     fs::remove_all(dir_);
@@ -114,6 +116,93 @@ TEST_F(RunCommandTest, CalibratesAndWritesTheThreeFiles) {
   }
   EXPECT_NE(ReadFile(out_ + "/logs/coordinator.log").find("stopped by signal 15"),
             std::string::npos);
+}
+
+TEST_F(RunCommandTest, EvalCorpusEvaluatesAndPrintsTheShadowLayers) {
+  const std::string eval = dir_ + "/eval/eval.jsonl";
+  fs::create_directories(dir_ + "/eval");
+  std::ofstream(eval) << "{\"text\": \"bye\"}\n";
+  Result r = Run({"--db", db_, "--eval-corpus", eval, "--eval-num-samples", "32",
+                  "--eval-seq-len", "64"});
+  ASSERT_EQ(r.code, 0) << r.err << r.out;
+  EXPECT_EQ(r.err, "");
+  // The calibration's files, then the evaluation's.
+  EXPECT_TRUE(fs::exists(out_ + "/act_scales_distribution.json"));
+  const v1::EvaluateResponse want = testing::MakeEvaluateResponse("job-000001-test");
+  auto res_acc = ModelResAccJsonOf(want, model_);
+  ASSERT_TRUE(res_acc.ok());
+  EXPECT_EQ(ReadFile(out_ + "/model_res_acc.json"), *res_acc);
+  auto evaluation = nlohmann::json::parse(ReadFile(out_ + "/evaluation.json"));
+  EXPECT_EQ(evaluation["recommended_threshold"], 8);
+  EXPECT_EQ(evaluation["thresholds"].size(), 4u);
+
+  EXPECT_NE(r.out.find("evaluating job-000001-test on " + eval +
+                       ": operations/eval-1-test\n"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("operations/eval-1-test DONE: 10/10 units in "), std::string::npos);
+  EXPECT_NE(r.out.find(FormatEvaluationTable(want)), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("  " + out_ + "/model_res_acc.json  (mllm model_res_acc)\n"),
+            std::string::npos)
+      << r.out;
+  const std::string last = "recommended threshold 8, shadow layers {1, 2, 26}\n";
+  ASSERT_GT(r.out.size(), last.size());
+  EXPECT_EQ(r.out.substr(r.out.size() - last.size()), last) << r.out;
+
+  // The eval corpus's folder is a data root too; the request has the sampling flags.
+  const std::string args = ReadFile(db_ + "/args.txt");
+  EXPECT_NE(args.find("--data-root\n" + dir_ + "/data\n--data-root\n" + dir_ + "/eval\n"),
+            std::string::npos)
+      << args;
+  const std::string request = ReadFile(db_ + "/evaluate.txt");
+  EXPECT_NE(request.find("job_id: \"job-000001-test\""), std::string::npos) << request;
+  EXPECT_NE(request.find("eval_corpus: \"" + eval + "\""), std::string::npos) << request;
+  EXPECT_NE(request.find("num_samples: 32"), std::string::npos) << request;
+  EXPECT_NE(request.find("seq_len: 64"), std::string::npos) << request;
+  EXPECT_EQ(request.find("thresholds"), std::string::npos) << request;  // the defaults
+}
+
+TEST_F(RunCommandTest, EvalDefaultsAndJsonSummary) {
+  const std::string eval = dir_ + "/data/eval.jsonl";  // same folder as the corpus
+  std::ofstream(eval) << "{\"text\": \"bye\"}\n";
+  Result r = Run({"--db", db_, "--eval-corpus", eval}, /*json=*/true);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::vector<std::string> lines = absl::StrSplit(r.out, '\n', absl::SkipEmpty());
+  for (const std::string& line : lines) EXPECT_NO_THROW(nlohmann::json::parse(line)) << line;
+  auto summary = nlohmann::json::parse(lines.back());
+  EXPECT_EQ(summary["files"]["model_res_acc"], out_ + "/model_res_acc.json");
+  EXPECT_EQ(summary["files"]["evaluation"], out_ + "/evaluation.json");
+  EXPECT_EQ(summary["evaluation"]["operation"], "operations/eval-1-test");
+  EXPECT_EQ(summary["evaluation"]["recommended_threshold"], 8);
+  EXPECT_EQ(summary["evaluation"]["shadow_layers"], nlohmann::json::array({1, 2, 26}));
+  EXPECT_EQ(summary["evaluation"]["shadow_layers_set"], "{1, 2, 26}");
+  const std::string request = ReadFile(db_ + "/evaluate.txt");
+  EXPECT_NE(request.find("num_samples: 128"), std::string::npos) << request;
+  EXPECT_EQ(request.find("seq_len"), std::string::npos) << request;  // the job's
+  // No extra data root for a corpus folder that is one already.
+  const std::string args = ReadFile(db_ + "/args.txt");
+  EXPECT_EQ(args.find("/data\n--data-root\n" + dir_ + "/data\n"), std::string::npos) << args;
+}
+
+TEST_F(RunCommandTest, FailedEvaluationExits3AfterWritingTheStatistics) {
+  ::setenv("FAKE_COORDINATOR_EVAL", "failed", 1);
+  const std::string eval = dir_ + "/data/eval.jsonl";
+  std::ofstream(eval) << "{\"text\": \"bye\"}\n";
+  Result r = Run({"--db", db_, "--eval-corpus", eval});
+  EXPECT_EQ(r.code, 3) << r.err;
+  EXPECT_EQ(r.err,
+            "qcal: run: INTERNAL: operation operations/eval-1-test failed: worker crashed\n");
+  EXPECT_TRUE(fs::exists(out_ + "/act_scales_distribution.json"));
+  EXPECT_FALSE(fs::exists(out_ + "/model_res_acc.json"));
+  EXPECT_TRUE(fs::exists(db_ + "/terminated"));
+}
+
+TEST_F(RunCommandTest, MissingEvalCorpusIsReportedBeforeStarting) {
+  Result r = Run({"--db", db_, "--eval-corpus", dir_ + "/data/absent.jsonl"});
+  EXPECT_EQ(r.code, 4);
+  EXPECT_EQ(r.err, "qcal: run: NOT_FOUND: --eval-corpus " + dir_ +
+                       "/data/absent.jsonl is not a file\n");
+  EXPECT_FALSE(fs::exists(db_));
 }
 
 TEST_F(RunCommandTest, JsonSummaryAndTemporaryDatabase) {

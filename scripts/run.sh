@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # The README's first command: installs missing Debian packages, builds, and runs the
-# main job on the bundled defaults (the trained llama-small model and the bundled
-# calibration corpus), writing the statistics to ./out/calibration.
+# whole workflow on this machine with the bundled defaults: `qcal run` starts a
+# coordinator and 2 workers, calibrates the trained llama-small model on the bundled
+# calibration corpus, evaluates the outlier thresholds on the bundled evaluation
+# corpus, and prints the recommended threshold and its shadow layers. Results
+# (mllm's act_scales_distribution.json and model_res_acc.json, SmoothQuant's
+# act_scales, evaluation.json, logs/) go to ./qcal-out. Extra arguments go to
+# `qcal run` (e.g. --workers 1, --out DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 bash scripts/build.sh
-exec ./build/worker/qcal-worker calibrate \
+exec ./build/client/qcal run \
   --model tests/data/models/llama-small \
-  --corpus tests/data/corpus/calib.jsonl.zst --num-samples 64 --seq-len 256 \
-  --batch-size 8 --out out/calibration "$@"
+  --corpus tests/data/corpus/calib.jsonl.zst --num-samples 128 --seq-len 256 \
+  --eval-corpus tests/data/corpus/eval.jsonl.zst --out qcal-out "$@"

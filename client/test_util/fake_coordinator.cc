@@ -7,7 +7,9 @@
 // SIGTERM shutdown), cancelled.txt (jobs cancelled).
 // Behaviour from the environment: FAKE_COORDINATOR_FINAL=failed|running makes the
 // submitted job fail or never end (its watch then stays open);
-// FAKE_COORDINATOR_EXIT=N exits with N at once, before serving.
+// FAKE_COORDINATOR_EXIT=N exits with N at once, before serving;
+// FAKE_COORDINATOR_EVAL=failed makes every evaluation end with an INTERNAL error.
+// evaluate.txt holds the last EvaluateRequest (text format).
 #include <signal.h>
 
 #include <cstdlib>
@@ -64,6 +66,10 @@ int main(int argc, char** argv) {
     service.submitted_final_state = qcal::v1::JOB_RUNNING;
     service.hold_watch_open = true;
   }
+  const char* eval = std::getenv("FAKE_COORDINATOR_EVAL");
+  if (eval != nullptr && std::string(eval) == "failed") {
+    service.evaluate_error = "worker crashed";
+  }
   qcal::client::testing::FakeServer server(&service);
   if (!server.ok()) {
     std::cerr << "fake_coordinator: cannot listen\n";
@@ -80,6 +86,7 @@ int main(int argc, char** argv) {
   const qcal::v1::SubmitJobRequest submit = service.last_submit();
   std::ofstream(db + "/submit.txt") << submit.DebugString();
   std::ofstream(db + "/cancelled.txt") << absl::StrJoin(service.cancelled(), "\n");
+  std::ofstream(db + "/evaluate.txt") << service.last_evaluate().DebugString();
   server.Shutdown();
   std::ofstream(db + "/terminated") << signo << "\n";
   std::cout << "fake_coordinator: stopped by signal " << signo << std::endl;

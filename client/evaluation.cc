@@ -1,0 +1,202 @@
+#include "client/evaluation.h"
+
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/quant/report.h"
+#include "client/json_output.h"
+#include "nlohmann/json.hpp"
+#include "proto/qcal/v1/operations.grpc.pb.h"
+
+namespace qcal::client {
+namespace {
+
+constexpr int32_t kListPageSize = 100;
+
+std::string Metric(double value, const char* format) {
+  if (!std::isfinite(value)) return "-";
+  return absl::StrFormat(format, value);
+}
+
+std::vector<int64_t> Layers(const v1::ThresholdResult& r) {
+  return std::vector<int64_t>(r.shadow_layers().begin(), r.shadow_layers().end());
+}
+
+// Metrics whose accuracy() is exactly `res`: mllm's file holds res only, and the
+// response keeps res, not hits and total. hits / samples reproduces a res computed
+// as hits / samples bit for bit; otherwise a power-of-two total represents any res
+// above 2^-10 exactly.
+quant::EvalMetrics MetricsWithAccuracy(double res, int64_t samples) {
+  quant::EvalMetrics m;
+  if (!std::isfinite(res)) return m;  // total 0: accuracy() is NaN, written as null
+  if (samples > 0) {
+    m.total = samples;
+    m.hits = std::llround(res * static_cast<double>(samples));
+    if (static_cast<double>(m.hits) / static_cast<double>(m.total) == res) return m;
+  }
+  m.total = int64_t{1} << 62;
+  m.hits = std::llround(std::ldexp(res, 62));
+  return m;
+}
+
+}  // namespace
+
+absl::StatusOr<v1::EvaluateResponse> EvaluateResponseOf(const v1::Operation& op) {
+  if (!op.done()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("operation ", op.name(), " is not done"));
+  }
+  if (op.has_error() && op.error().code() != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "operation ", op.name(), " ended with an error: ", op.error().message()));
+  }
+  v1::EvaluateResponse response;
+  if (!op.has_response() || !op.response().UnpackTo(&response)) {
+    return absl::InternalError(absl::StrCat("operation ", op.name(),
+                                            " did not return a qcal.v1.EvaluateResponse (",
+                                            op.response().type_url(), ")"));
+  }
+  return response;
+}
+
+absl::StatusOr<std::optional<FoundEvaluation>> FindNewestEvaluation(
+    const Connection& connection, const std::string& job_id) {
+  auto stub = v1::Operations::NewStub(connection.channel());
+  v1::ListOperationsRequest request;
+  request.set_filter(absl::StrCat("job=", job_id));
+  request.set_page_size(kListPageSize);
+  while (true) {
+    v1::ListOperationsResponse page;
+    auto context = connection.UnaryContext();
+    if (grpc::Status s = stub->ListOperations(context.get(), request, &page); !s.ok()) {
+      return connection.ToStatus(s);
+    }
+    for (const v1::Operation& op : page.operations()) {
+      if (!op.done() || (op.has_error() && op.error().code() != 0)) continue;
+      if (!op.has_response() || !op.response().Is<v1::EvaluateResponse>()) continue;
+      FoundEvaluation found;
+      found.operation = op.name();
+      if (!op.response().UnpackTo(&found.response)) {
+        return absl::DataLossError(
+            absl::StrCat("the response of ", op.name(), " cannot be parsed"));
+      }
+      return found;
+    }
+    if (page.next_page_token().empty()) return std::nullopt;
+    if (page.next_page_token() == request.page_token()) {
+      return absl::InternalError("the server returned the same page token twice");
+    }
+    request.set_page_token(page.next_page_token());
+  }
+}
+
+std::string FormatThreshold(double threshold) { return quant::ThresholdKey(threshold); }
+
+const v1::ThresholdResult* FindThresholdResult(const v1::EvaluateResponse& response,
+                                               double threshold) {
+  for (const v1::ThresholdResult& r : response.thresholds()) {
+    if (r.threshold() == threshold) return &r;
+  }
+  return nullptr;
+}
+
+const v1::ThresholdResult* RecommendedResult(const v1::EvaluateResponse& response) {
+  if (!response.has_recommended_threshold()) return nullptr;
+  return FindThresholdResult(response, response.recommended_threshold());
+}
+
+std::string FormatEvaluationTable(const v1::EvaluateResponse& response) {
+  using Row = std::array<std::string, 10>;
+  std::vector<Row> rows;
+  rows.push_back({"", "THRESHOLD", "RES", "PPL", "CLIP_IN", "NO_CLIP_IN", "CLIP_OUT",
+                  "NO_CLIP_OUT", "SHADOW", "SHADOW_LAYERS"});
+  rows.push_back({"", "float", Metric(response.float_res(), "%.4f"),
+                  Metric(response.float_perplexity(), "%.3f"), "-", "-", "-", "-", "-",
+                  "-"});
+  const v1::ThresholdResult* recommended = RecommendedResult(response);
+  for (const v1::ThresholdResult& r : response.thresholds()) {
+    rows.push_back({&r == recommended ? "*" : "", FormatThreshold(r.threshold()),
+                    Metric(r.res(), "%.4f"), Metric(r.perplexity(), "%.3f"),
+                    absl::StrCat(r.clip_input_num()), absl::StrCat(r.no_clip_input_num()),
+                    absl::StrCat(r.clip_output_num()),
+                    absl::StrCat(r.no_clip_output_num()),
+                    absl::StrCat(r.shadow_layers_size()),
+                    quant::FormatLayerSet(Layers(r))});
+  }
+  std::array<size_t, 10> width{};
+  for (const Row& row : rows) {
+    for (size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
+  }
+  std::string out = absl::StrCat("evaluation of ", response.job_id(), " (mode ",
+                                 response.mode().empty() ? "abs" : response.mode(), ", ",
+                                 response.samples(), " samples)\n");
+  for (const Row& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      absl::StrAppend(&line, row[i]);
+      if (i + 1 < row.size()) line.append(width[i] - row[i].size() + 2, ' ');
+    }
+    absl::StrAppend(&out, line, "\n");
+  }
+  const std::string note = response.recommendation_note().empty()
+                               ? ""
+                               : absl::StrCat("; ", response.recommendation_note());
+  if (recommended != nullptr) {
+    const int n = recommended->shadow_layers_size();
+    absl::StrAppend(&out, "recommended threshold: ", FormatThreshold(recommended->threshold()),
+                    " (", n, " shadow layer", n == 1 ? "" : "s", ": ",
+                    quant::FormatLayerSet(Layers(*recommended)), ")", note, "\n");
+  } else if (response.has_recommended_threshold()) {
+    absl::StrAppend(&out, "recommended threshold: ",
+                    FormatThreshold(response.recommended_threshold()),
+                    " (not among the results)", note, "\n");
+  } else {
+    absl::StrAppend(&out, "no recommended threshold",
+                    response.recommendation_note().empty()
+                        ? ""
+                        : absl::StrCat(": ", response.recommendation_note()),
+                    "\n");
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> ModelResAccJsonOf(const v1::EvaluateResponse& response,
+                                              const std::string& model) {
+  quant::EvaluationReport report;
+  report.model = model;
+  report.mode = response.mode() == "mllm" ? stats::Mode::kMllm : stats::Mode::kAbs;
+  for (const v1::ThresholdResult& r : response.thresholds()) {
+    quant::ThresholdReport t;
+    t.clips.threshold = r.threshold();
+    t.clips.clip_input_num = r.clip_input_num();
+    t.clips.no_clip_input_num = r.no_clip_input_num();
+    t.clips.clip_output_num = r.clip_output_num();
+    t.clips.no_clip_output_num = r.no_clip_output_num();
+    t.clips.no_clip_input_name.assign(r.no_clip_input_name().begin(),
+                                      r.no_clip_input_name().end());
+    t.clips.no_clip_output_name.assign(r.no_clip_output_name().begin(),
+                                       r.no_clip_output_name().end());
+    t.shadow_layers = Layers(r);
+    t.metrics = MetricsWithAccuracy(r.res(), response.samples());
+    report.thresholds.push_back(std::move(t));
+  }
+  return quant::ModelResAccJson(report);
+}
+
+absl::StatusOr<std::string> EvaluateResponseJson(const v1::EvaluateResponse& response) {
+  auto line = MessageToJsonLine(response);
+  if (!line.ok()) return line.status();
+  // Re-indented: protobuf's own whitespace indents by one space.
+  const auto parsed =
+      nlohmann::ordered_json::parse(*line, nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded()) {
+    return absl::InternalError("cannot re-read the evaluation's JSON");
+  }
+  return parsed.dump(2);
+}
+
+}  // namespace qcal::client
