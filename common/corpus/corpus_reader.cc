@@ -209,6 +209,10 @@ absl::StatusOr<bool> CorpusReader::Next(Document* doc) {
 }
 
 namespace {
+// The one wording for a record over the size limit, in both formats.
+std::string TooLongMessage(size_t max_record_bytes) {
+  return absl::StrCat("line longer than ", max_record_bytes, " bytes (max_record_bytes)");
+}
 constexpr absl::string_view kTruncatedMessage =
     "truncated zstd frame: the compressed data ends in the middle of a frame";
 }  // namespace
@@ -228,9 +232,7 @@ absl::StatusOr<bool> CorpusReader::NextJsonl(Document* doc) {
       case LineReader::Result::kTooLong:
         ++stats_.lines;
         QCAL_RETURN_IF_ERROR(Bad(absl::StatusCode::kInvalidArgument, number,
-                                 absl::StrCat("line longer than ",
-                                              options_.max_record_bytes,
-                                              " bytes (max_record_bytes)")));
+                                 TooLongMessage(options_.max_record_bytes)));
         continue;
       case LineReader::Result::kLine:
         break;
@@ -317,9 +319,7 @@ absl::StatusOr<bool> CorpusReader::NextText(Document* doc) {
       case LineReader::Result::kTooLong:
         ++stats_.lines;
         QCAL_RETURN_IF_ERROR(Bad(absl::StatusCode::kInvalidArgument, number,
-                                 absl::StrCat("line longer than ",
-                                              options_.max_record_bytes,
-                                              " bytes (max_record_bytes)")));
+                                 TooLongMessage(options_.max_record_bytes)));
         text.clear();
         in_bad = true;
         continue;
