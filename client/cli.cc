@@ -74,6 +74,7 @@ int RunCli(int argc, const char* const argv[], const CliIo& io) {
   AddGlobalFlags(app, &flags);
   AddJobCommands(app, &slot);
   AddEvaluateCommand(app, &slot);
+  AddExportCommand(app, &slot);
   AddShadowLayersCommand(app, &slot);
   AddStatsCommand(app, &slot);
   AddOperationCommand(app, &slot);

@@ -61,6 +61,8 @@ inline void SetAction(CLI::App* cmd, CommandSlot* slot, CommandAction action) {
 void AddJobCommands(CLI::App& app, CommandSlot* slot);
 // evaluate (evaluate_command.cc).
 void AddEvaluateCommand(CLI::App& app, CommandSlot* slot);
+// export (export_command.cc).
+void AddExportCommand(CLI::App& app, CommandSlot* slot);
 // shadow-layers (shadow_layers_command.cc).
 void AddShadowLayersCommand(CLI::App& app, CommandSlot* slot);
 // stats (stats_command.cc).

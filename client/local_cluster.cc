@@ -83,6 +83,9 @@ absl::Status LocalCluster::StartCoordinator() {
     spawn.argv.push_back("--data-root");
     spawn.argv.push_back(root);
   }
+  if (!options_.output_root.empty()) {
+    spawn.argv.insert(spawn.argv.end(), {"--output-root", options_.output_root});
+  }
   spawn.argv.insert(spawn.argv.end(), {"--port-file", port_file, "--metrics-listen", ""});
   spawn.log_file = absl::StrCat(options_.log_dir, "/coordinator.log");
   auto child = ChildProcess::Spawn(spawn);

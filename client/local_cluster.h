@@ -36,6 +36,8 @@ struct LocalClusterOptions {
   std::string db_dir;
   // --data-root of the coordinator (absolute folders).
   std::vector<std::string> data_roots;
+  // --output-root of the coordinator (exports); empty: none.
+  std::string output_root;
   int workers = 2;      // >= 1
   int threads = 0;      // worker --threads; 0: the worker's default
   std::string log_dir;  // must exist

@@ -12,6 +12,7 @@
 #include "client/command.h"
 #include "client/evaluation.h"
 #include "client/exit_codes.h"
+#include "client/export_request.h"
 #include "client/interrupt.h"
 #include "client/job_spec_flags.h"
 #include "client/job_stats.h"
@@ -35,6 +36,9 @@ constexpr double kCancelTimeoutSeconds = 2;
 constexpr int64_t kDefaultEvalNumSamples = 128;
 constexpr char kModelResAccFile[] = "model_res_acc.json";
 constexpr char kEvaluationFile[] = "evaluation.json";
+// The exports `run` ends with (folders in --out, replaced on every run).
+constexpr std::pair<const char*, const char*> kRunExports[] = {
+    {"mllm", "export-mllm"}, {"compressed-tensors", "export-compressed-tensors"}};
 
 struct RunFlags {
   JobSpecFlags spec;
@@ -201,6 +205,34 @@ absl::StatusOr<EvaluationOutcome> EvaluateJob(const CommandEnv& env, const RunFl
   return outcome;
 }
 
+// The mllm and compressed-tensors exports of the evaluation's recommended threshold,
+// into --out (an earlier run's export folders are replaced).
+absl::StatusOr<std::vector<v1::ExportResponse>> ExportRecommended(const CommandEnv& env,
+                                                                  const RunFlags& flags,
+                                                                  Connection& connection,
+                                                                  const std::string& job_id) {
+  std::vector<v1::ExportResponse> out;
+  for (const auto& [format, folder] : kRunExports) {
+    const fs::path dir = fs::path(flags.out) / folder;
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+    if (ec) return absl::InternalError(absl::StrCat("cannot replace ", dir.string(), ": ", ec.message()));
+    ExportFlags f;
+    f.job_id = job_id;
+    f.threshold = "recommended";
+    f.format = format;
+    f.out = folder;
+    auto request = ToExportRequest(f);
+    if (!request.ok()) return request.status();
+    OperationDisplay display(env.io->out, env.display_mode());
+    auto r = RunExport(connection, *request, &display, env.flags->connection.timeout_seconds);
+    display.Finish();
+    if (!r.ok()) return r.status();
+    out.push_back(*std::move(r));
+  }
+  return out;
+}
+
 // An integral threshold as a JSON int (8, not 8.0), as mllm's files write it.
 nlohmann::ordered_json ThresholdJson(double t) {
   if (std::trunc(t) == t && std::fabs(t) < 9.2e18) {
@@ -217,7 +249,8 @@ std::vector<int64_t> LayersOf(const v1::ThresholdResult& r) {
 // recommended threshold's shadow layers last; with --json one summary object.
 void PrintSummary(const CommandEnv& env, const RunFlags& flags, const v1::Job& final_job,
                   const JobStats& job_stats,
-                  const std::optional<EvaluationOutcome>& evaluation) {
+                  const std::optional<EvaluationOutcome>& evaluation,
+                  const std::vector<v1::ExportResponse>& exports) {
   const v1::ThresholdResult* recommended =
       evaluation ? RecommendedResult(evaluation->response) : nullptr;
   const fs::path out(flags.out);
@@ -251,6 +284,8 @@ void PrintSummary(const CommandEnv& env, const RunFlags& flags, const v1::Job& f
       e["recommendation_note"] = evaluation->response.recommendation_note();
       j["evaluation"] = e;
     }
+    j["exports"] = nlohmann::ordered_json::object();
+    for (const auto& e : exports) j["exports"][e.format()] = e.output_dir();
     j["logs"] = (out / "logs").string();
     if (!flags.db.empty()) j["db"] = flags.db;
     env.out() << j.dump() << "\n";
@@ -266,13 +301,17 @@ void PrintSummary(const CommandEnv& env, const RunFlags& flags, const v1::Job& f
               << "  " << evaluation->evaluation << "  (the evaluation, "
               << evaluation->operation << ")\n";
   }
+  for (const auto& e : exports) {
+    env.out() << "  " << e.output_dir() << "/  (" << e.format() << " export, "
+              << e.files_size() << " files)\n";
+  }
   env.out() << "logs in " << (out / "logs").string() << "\n";
   if (recommended != nullptr) {
     env.out() << "recommended threshold " << FormatThreshold(recommended->threshold())
               << ", shadow layers " << quant::FormatLayerSet(LayersOf(*recommended))
               << "\n";
   } else if (evaluation) {
-    env.out() << "no recommended threshold: "
+    env.out() << "no recommended threshold (so no exports): "
               << evaluation->response.recommendation_note() << "\n";
   }
 }
@@ -319,7 +358,13 @@ absl::Status RunWithCluster(const CommandEnv& env, const RunFlags& flags,
     if (!outcome.ok()) return outcome.status();
     evaluation = *std::move(outcome);
   }
-  PrintSummary(env, flags, *final_job, *stats, evaluation);
+  std::vector<v1::ExportResponse> exports;
+  if (evaluation && RecommendedResult(evaluation->response) != nullptr) {
+    auto written = ExportRecommended(env, flags, **connection, job.id());
+    if (!written.ok()) return written.status();
+    exports = *std::move(written);
+  }
+  PrintSummary(env, flags, *final_job, *stats, evaluation, exports);
   return absl::OkStatus();
 }
 
@@ -335,6 +380,7 @@ absl::Status Run(const CommandEnv& env, RunFlags flags) {
   options.worker_bin = flags.worker_bin;
   options.db_dir = flags.db;
   options.data_roots = data_roots;
+  options.output_root = flags.out;
   options.workers = flags.workers;
   options.threads = flags.threads;
   options.log_dir = log_dir;

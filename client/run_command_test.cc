@@ -96,7 +96,8 @@ TEST_F(RunCommandTest, CalibratesAndWritesTheThreeFiles) {
   // The coordinator got the documented flags and was stopped with SIGTERM.
   const std::string args = ReadFile(db_ + "/args.txt");
   EXPECT_EQ(args.rfind("--listen\n127.0.0.1:0\n--db\n" + db_ + "\n--data-root\n" + dir_ +
-                           "/models\n--data-root\n" + dir_ + "/data\n--port-file\n",
+                           "/models\n--data-root\n" + dir_ + "/data\n--output-root\n" + out_ +
+                           "\n--port-file\n",
                        0),
             0u)
       << args;
@@ -160,6 +161,14 @@ TEST_F(RunCommandTest, EvalCorpusEvaluatesAndPrintsTheShadowLayers) {
   EXPECT_NE(request.find("num_samples: 32"), std::string::npos) << request;
   EXPECT_NE(request.find("seq_len: 64"), std::string::npos) << request;
   EXPECT_EQ(request.find("thresholds"), std::string::npos) << request;  // the defaults
+
+  // It ends with the mllm and compressed-tensors exports of the recommended threshold.
+  EXPECT_EQ(ReadFile(db_ + "/exports.txt"),
+            "job_id: \"job-000001-test\" recommended: true format: \"mllm\" output: "
+            "\"export-mllm\"\n"
+            "job_id: \"job-000001-test\" recommended: true format: \"compressed-tensors\" "
+            "output: \"export-compressed-tensors\"\n");
+  EXPECT_NE(r.out.find("  export-mllm/  (mllm export, 1 files)\n"), std::string::npos) << r.out;
 }
 
 TEST_F(RunCommandTest, EvalDefaultsAndJsonSummary) {

@@ -11,7 +11,7 @@ PACKAGES=(
   librocksdb-dev
   prometheus-cpp-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
-  nlohmann-json3-dev libzstd-dev zstd
+  nlohmann-json3-dev libzstd-dev zstd libssl-dev
   libsentencepiece-dev libpcre2-dev libicu-dev libcli11-dev
   bazel-bootstrap bazel-platforms bazel-skylib bazel-rules-java
   curl

@@ -84,6 +84,12 @@ int Run(const Flags& f) {
   options.lease_duration = absl::Seconds(f.lease_seconds);
   options.heartbeat_interval = std::max(absl::Milliseconds(200), options.lease_duration / 6);
   options.max_shard_attempts = f.max_shard_attempts;
+  if (!f.output_root.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(f.output_root, ec);
+    if (ec) return Fail(absl::StrCat("cannot create --output-root ", f.output_root, ": ", ec.message()));
+    options.output_root = f.output_root;
+  }
   auto core = Coordinator::Create(store->get(), options, &metrics);
   if (!core.ok()) return Fail(std::string(core.status().message()));
 

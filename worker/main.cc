@@ -32,6 +32,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--bf16", loop.engine.bf16, "Run linear layers in bfloat16");
   app.add_option("--max-tasks", loop.max_tasks, "Exit after this many tasks (0 = never)");
+  app.add_option("--debug-export-pause-ms", loop.export_pause_ms,
+                 "Tests only: pause between an export's files and its final rename")
+      ->group("");
   qcal::AddCalibrateCommand(app);
   qcal::text::AddTokenizeCommand(app);
   try {

@@ -449,6 +449,45 @@ class FakeCalibrationService final : public v1::CalibrationService::Service,
     return grpc::Status::OK;
   }
 
+  // The job must be CALIBRATED; the operation "operations/export-<n>-test" is done at
+  // once with an ExportResponse naming request.output (threshold 8 for
+  // "recommended"), no files written.
+  grpc::Status Export(grpc::ServerContext* context, const v1::ExportRequest* request,
+                      v1::Operation* response) override {
+    if (grpc::Status s = Check(context); !s.ok()) return s;
+    std::string name;
+    {
+      absl::MutexLock lock(&mu_);
+      exports_.push_back(*request);
+      auto it = jobs_.find(request->job_id());
+      if (it == jobs_.end()) return NotFound(request->job_id());
+      if (it->second.back().state() != v1::JOB_CALIBRATED) {
+        return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                            absl::StrCat("job ", request->job_id(), " is not calibrated"));
+      }
+      name = absl::StrCat("operations/export-", operations_.size() + 1, "-test");
+    }
+    v1::Operation op;
+    op.set_name(name);
+    op.set_done(true);
+    v1::ExportResponse r;
+    r.set_job_id(request->job_id());
+    r.set_output_dir(request->output());
+    r.set_format(request->format());
+    r.set_threshold(request->recommended() ? 8 : request->threshold());
+    r.set_smoothing(request->smoothing().empty() ? "none" : request->smoothing());
+    r.add_files("provenance.json");
+    op.mutable_response()->PackFrom(r);
+    *response = op;
+    AddOperation({op}, request->job_id());
+    return grpc::Status::OK;
+  }
+
+  std::vector<v1::ExportRequest> exports() {
+    absl::MutexLock lock(&mu_);
+    return exports_;
+  }
+
   // Newest first, filter "" or "job=<id>", pages of page_size (numeric tokens).
   grpc::Status ListOperations(grpc::ServerContext* context,
                               const v1::ListOperationsRequest* request,
@@ -552,6 +591,7 @@ class FakeCalibrationService final : public v1::CalibrationService::Service,
   std::vector<std::string> operation_order_;
   std::map<std::string, std::string> operation_job_;
   v1::EvaluateRequest last_evaluate_;
+  std::vector<v1::ExportRequest> exports_;
   std::vector<std::string> cancelled_operations_;
   v1::SubmitJobRequest last_submit_;
   std::vector<std::string> cancelled_;

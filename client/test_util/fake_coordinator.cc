@@ -9,7 +9,8 @@
 // submitted job fail or never end (its watch then stays open);
 // FAKE_COORDINATOR_EXIT=N exits with N at once, before serving;
 // FAKE_COORDINATOR_EVAL=failed makes every evaluation end with an INTERNAL error.
-// evaluate.txt holds the last EvaluateRequest (text format).
+// evaluate.txt holds the last EvaluateRequest (text format), exports.txt every
+// ExportRequest (one a line).
 #include <signal.h>
 
 #include <cstdlib>
@@ -33,7 +34,7 @@ int main(int argc, char** argv) {
   sigaddset(&stop, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
 
-  std::string listen, db, port_file;
+  std::string listen, db, port_file, output_root;
   std::vector<std::string> roots;
   std::vector<std::string> args(argv + 1, argv + argc);
   for (size_t i = 0; i + 1 < args.size(); i += 2) {
@@ -41,6 +42,7 @@ int main(int argc, char** argv) {
     else if (args[i] == "--db") db = args[i + 1];
     else if (args[i] == "--data-root") roots.push_back(args[i + 1]);
     else if (args[i] == "--port-file") port_file = args[i + 1];
+    else if (args[i] == "--output-root") output_root = args[i + 1];
     else if (args[i] != "--metrics-listen") {
       std::cerr << "fake_coordinator: unknown flag " << args[i] << "\n";
       return 2;
@@ -87,6 +89,10 @@ int main(int argc, char** argv) {
   std::ofstream(db + "/submit.txt") << submit.DebugString();
   std::ofstream(db + "/cancelled.txt") << absl::StrJoin(service.cancelled(), "\n");
   std::ofstream(db + "/evaluate.txt") << service.last_evaluate().DebugString();
+  {
+    std::ofstream exports(db + "/exports.txt");
+    for (const auto& e : service.exports()) exports << e.ShortDebugString() << "\n";
+  }
   server.Shutdown();
   std::ofstream(db + "/terminated") << signo << "\n";
   std::cout << "fake_coordinator: stopped by signal " << signo << std::endl;

@@ -55,8 +55,12 @@ absl::Status Corrupt(const std::string& what) {
 }  // namespace
 
 Coordinator::Coordinator(Store* store, CoordinatorOptions options, Metrics* metrics,
-                         PathPolicy paths)
-    : store_(store), options_(std::move(options)), metrics_(metrics), paths_(std::move(paths)) {}
+                         PathPolicy paths, std::optional<PathPolicy> output_paths)
+    : store_(store),
+      options_(std::move(options)),
+      metrics_(metrics),
+      paths_(std::move(paths)),
+      output_paths_(std::move(output_paths)) {}
 
 absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(Store* store,
                                                                  CoordinatorOptions options,
@@ -65,7 +69,13 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(Store* store,
   if (options.lease_duration <= absl::ZeroDuration() || options.max_shard_attempts < 1) {
     return absl::InvalidArgumentError("lease duration and max shard attempts must be positive");
   }
-  std::unique_ptr<Coordinator> c(new Coordinator(store, std::move(options), metrics, std::move(paths)));
+  std::optional<PathPolicy> output_paths;
+  if (!options.output_root.empty()) {
+    QCAL_ASSIGN_OR_RETURN(PathPolicy p, PathPolicy::Create({options.output_root}));
+    output_paths = std::move(p);
+  }
+  std::unique_ptr<Coordinator> c(
+      new Coordinator(store, std::move(options), metrics, std::move(paths), std::move(output_paths)));
   {
     absl::MutexLock lock(&c->mu_);
     QCAL_RETURN_IF_ERROR(c->Load());
@@ -181,7 +191,7 @@ std::string Coordinator::NewId(const std::string& prefix) {
 
 void Coordinator::PutJob(WriteBatch& b, const JobView& j) {
   b.Put(Family::kJobs, j.record.job().id(), j.record.SerializeAsString());
-  if (j.record.kind() == v1::JOB_KIND_EVALUATE) SyncOperation(b, j);
+  if (j.record.kind() != v1::JOB_KIND_CALIBRATE) SyncOperation(b, j);
 }
 
 void Coordinator::SyncOperation(WriteBatch& b, const JobView& j) {
@@ -191,15 +201,29 @@ void Coordinator::SyncOperation(WriteBatch& b, const JobView& j) {
   op->set_name("operations/" + job.id());
   r.set_job_id(j.record.parent_job());
   r.set_create_ms(TimeUtil::TimestampToMilliseconds(job.create_time()));
-  v1::EvaluateMetadata meta;
-  meta.set_job_id(j.record.parent_job());
-  meta.set_units_total(job.progress().shards_total());
-  meta.set_units_done(job.progress().shards_done());
-  op->mutable_metadata()->PackFrom(meta);
+  const bool is_export = j.record.kind() == v1::JOB_KIND_EXPORT;
+  if (is_export) {
+    v1::ExportMetadata meta;
+    meta.set_job_id(j.record.parent_job());
+    meta.set_output_dir(j.record.export_payload().output_dir());
+    meta.set_format(j.record.export_payload().request().format());
+    meta.set_threshold(j.record.export_payload().threshold());
+    op->mutable_metadata()->PackFrom(meta);
+  } else {
+    v1::EvaluateMetadata meta;
+    meta.set_job_id(j.record.parent_job());
+    meta.set_units_total(job.progress().shards_total());
+    meta.set_units_done(job.progress().shards_done());
+    op->mutable_metadata()->PackFrom(meta);
+  }
   switch (job.state()) {
     case v1::JOB_CALIBRATED:
       op->set_done(true);
-      op->mutable_response()->PackFrom(j.record.evaluate_response());
+      if (is_export) {
+        op->mutable_response()->PackFrom(j.record.export_response());
+      } else {
+        op->mutable_response()->PackFrom(j.record.evaluate_response());
+      }
       break;
     case v1::JOB_FAILED:
       op->set_done(true);
@@ -209,7 +233,7 @@ void Coordinator::SyncOperation(WriteBatch& b, const JobView& j) {
     case v1::JOB_CANCELLED:
       op->set_done(true);
       op->mutable_error()->set_code(static_cast<int>(absl::StatusCode::kCancelled));
-      op->mutable_error()->set_message("evaluation cancelled");
+      op->mutable_error()->set_message(is_export ? "export cancelled" : "evaluation cancelled");
       break;
     default:
       break;
@@ -756,7 +780,7 @@ absl::Status Coordinator::CancelOperation(const std::string& name) {
   {
     absl::MutexLock lock(&mu_);
     auto it = jobs_.find(id);
-    is_job = it != jobs_.end() && it->second.record.kind() == v1::JOB_KIND_EVALUATE;
+    is_job = it != jobs_.end() && it->second.record.kind() != v1::JOB_KIND_CALIBRATE;
     if (is_job && IsFinal(it->second.record.job().state())) return absl::OkStatus();
   }
   if (is_job) return CancelJob(id).status();  // its operation follows the job
@@ -883,7 +907,12 @@ absl::StatusOr<v1::LeaseTaskResponse> Coordinator::LeaseTask(const v1::LeaseTask
     const int64_t size = chosen->record.shard_size();
     task->set_shard_size(static_cast<int32_t>(size));
     task->set_batch_size(cur.spec().batch_size());
-    if (eval) {
+    if (chosen->record.kind() == v1::JOB_KIND_EXPORT) {
+      task->set_kind(v1::TASK_EXPORT);
+      task->set_sample_begin(0);
+      task->set_sample_end(0);
+      task->mutable_payload()->PackFrom(chosen->record.export_payload());
+    } else if (eval) {
       const v1::EvaluateRequest& er = chosen->record.evaluate();
       const int64_t total = er.eval_sampling().num_samples();
       task->set_kind(v1::TASK_EVALUATE);
@@ -946,6 +975,7 @@ absl::StatusOr<v1::CompleteTaskResponse> Coordinator::CompleteTask(
   std::string job_id;
   int64_t expected_samples = 0;
   bool eval = false;
+  bool is_export = false;
   int64_t units = 0;
   auto check_lease = [&](const v1::TaskRecord* t) -> absl::Status {
     if (t == nullptr) {
@@ -984,6 +1014,7 @@ absl::StatusOr<v1::CompleteTaskResponse> Coordinator::CompleteTask(
     out.assign(j.record.linear_out().begin(), j.record.linear_out().end());
     expected_samples = SamplesOfShards(j, it->second.shard_begin(), it->second.shard_end());
     eval = j.record.kind() == v1::JOB_KIND_EVALUATE;
+    is_export = j.record.kind() == v1::JOB_KIND_EXPORT;
     units = it->second.shard_end() - it->second.shard_begin();
   }
   // Phase 2 (unlocked): validate the whole result before anything is written.
@@ -1008,8 +1039,16 @@ absl::StatusOr<v1::CompleteTaskResponse> Coordinator::CompleteTask(
       }
     }
   }
-  if (!eval && header.tokens() <= 0) return absl::InvalidArgumentError("report has no tokens");
-  if (!eval && linears.size() != names.size()) {
+  v1::ExportResponse export_result;
+  if (is_export) {
+    if (!linears.empty() || result == nullptr || !result->UnpackTo(&export_result)) {
+      return absl::InvalidArgumentError("an export report carries one ExportResponse and no statistics");
+    }
+    names.clear();
+  }
+  const bool calibrate = !eval && !is_export;
+  if (calibrate && header.tokens() <= 0) return absl::InvalidArgumentError("report has no tokens");
+  if (calibrate && linears.size() != names.size()) {
     return absl::InvalidArgumentError(absl::StrCat("report has ", linears.size(),
                                                    " linear modules; the model has ", names.size()));
   }
@@ -1074,6 +1113,14 @@ absl::StatusOr<v1::CompleteTaskResponse> Coordinator::CompleteTask(
       if (eval) {
         absl::Status fin = FinishEvaluationLocked(next);
         if (!fin.ok()) FailJob(next, std::string(fin.message()));
+      }
+      if (is_export) {
+        if (export_result.output_dir() != next.record.export_payload().output_dir()) {
+          FailJob(next, absl::StrCat("export report names ", export_result.output_dir(),
+                                     ", not the requested ", next.record.export_payload().output_dir()));
+        } else {
+          *next.record.mutable_export_response() = export_result;
+        }
       }
       if (next.record.job().state() != v1::JOB_FAILED) {
         next.record.mutable_job()->set_state(v1::JOB_CALIBRATED);

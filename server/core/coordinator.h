@@ -24,6 +24,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -54,6 +55,9 @@ struct CoordinatorOptions {
   int max_shard_attempts = 5;
   // Jobs that are not final at once; SubmitJob beyond it is RESOURCE_EXHAUSTED.
   int max_active_jobs = 1000;
+  // Root exports are written under (shared with the workers); empty: Export is
+  // FAILED_PRECONDITION.
+  std::string output_root;
   // Wall clock; tests substitute a fake.
   std::function<absl::Time()> now = [] { return absl::Now(); };
 };
@@ -88,6 +92,12 @@ class Coordinator {
   // units that workers lease like calibration shards. Returns the Operation.
   absl::StatusOr<v1::Operation> Evaluate(const v1::EvaluateRequest& request);
 
+  // Starts an export of a calibrated job (export.proto): validates the request,
+  // resolves the threshold ("recommended": the newest finished evaluation's) and the
+  // output folder under options.output_root, and queues one export task for a
+  // worker. Returns the Operation.
+  absl::StatusOr<v1::Operation> Export(const v1::ExportRequest& request);
+
   // ---- long-running operations (google.longrunning shape) ----
   // Name "operations/<id>". NOT_FOUND for an unknown one.
   absl::StatusOr<v1::Operation> GetOperation(const std::string& name);
@@ -108,6 +118,10 @@ class Coordinator {
       const v1::CompleteTaskHeader& header, const std::vector<v1::LinearStatsProto>& linears,
       const google::protobuf::Any* result = nullptr);
   absl::Status FailTask(const v1::FailTaskRequest& r);
+  // The statistics an export task needs (its parent job's), as StreamStats; only
+  // under the task's current lease.
+  absl::Status StreamTaskStats(const v1::GetTaskStatsRequest& r, int64_t max_chunk_bytes,
+                               const std::function<bool(const v1::JobStatsChunk&)>& fn);
 
   // Returns expired leases' shards to the queue. Called periodically by the server
   // (and directly by tests with a fake clock).
@@ -127,7 +141,8 @@ class Coordinator {
     absl::Time last_seen;
   };
 
-  Coordinator(Store* store, CoordinatorOptions options, Metrics* metrics, PathPolicy paths);
+  Coordinator(Store* store, CoordinatorOptions options, Metrics* metrics, PathPolicy paths,
+              std::optional<PathPolicy> output_paths);
   absl::Status Load() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Reads one job's record and shards from the store.
   absl::Status LoadJob(const std::string& id, JobView* j);
@@ -150,7 +165,11 @@ class Coordinator {
                    const std::string& reason, bool retryable, std::set<std::string>* changed)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FailJob(JobView& j, const std::string& error) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Keeps an evaluation's operation record in step with its internal job (progress,
+  // Builds an export's internal job record from a validated request (export_op.cc).
+  absl::StatusOr<JobView> PlanExportLocked(const v1::ExportRequest& req, double threshold,
+                                           const std::string& output_dir)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Keeps an evaluation's or export's operation record in step with its internal job (progress,
   // and the final result or error); adds the write to `b`.
   void SyncOperation(WriteBatch& b, const JobView& j) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Sums an evaluation's unit results per variant and fills its response.
@@ -170,6 +189,7 @@ class Coordinator {
   const CoordinatorOptions options_;
   Metrics* const metrics_;
   const PathPolicy paths_;
+  const std::optional<PathPolicy> output_paths_;  // set when options.output_root is
 
   absl::Mutex mu_;
   std::map<std::string, JobView> jobs_ ABSL_GUARDED_BY(mu_);

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <random>
 
+#include "common/export/export.h"
 #include "common/model_config.h"
 #include "common/stats/stats_proto.h"
 #include "common/stats/tensor_stats.h"
@@ -48,6 +49,8 @@ class CoordinatorTest : public ::testing::Test {
     o.data_roots = {root_.string()};
     o.lease_duration = absl::Seconds(30);
     o.max_shard_attempts = 3;
+    o.output_root = (root_ / "out").string();
+    fs::create_directories(o.output_root);
     o.now = [this] { return clock_; };
     auto c = Coordinator::Create(&faulty_, o, nullptr);
     ASSERT_TRUE(c.ok()) << c.status();
@@ -534,6 +537,119 @@ TEST_F(CoordinatorTest, EvaluationBadInput) {
   auto bad_mode = core_->Evaluate(req);
   EXPECT_EQ(bad_mode.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(bad_mode.status().message().find("mode"), std::string::npos);
+}
+
+TEST_F(CoordinatorTest, ExportValidatesAndRunsAsOneExactlyOnceTask) {
+  auto job = core_->SubmitJob(Spec(8, 4));
+  ASSERT_TRUE(job.ok()) << job.status();
+  const std::string w = Register();
+  v1::ExportRequest early;
+  early.set_job_id(job->id());
+  early.set_threshold(8);
+  early.set_output("early");
+  EXPECT_EQ(core_->Export(early).status().code(), absl::StatusCode::kFailedPrecondition);
+  while (true) {
+    v1::Task t = Lease(w);
+    if (t.task_id().empty()) break;
+    auto [h, linears] = Report(w, t, *job, nullptr);
+    ASSERT_TRUE(core_->CompleteTask(h, linears).ok());
+  }
+
+  auto bad = [&](auto edit, absl::StatusCode code, const std::string& words) {
+    v1::ExportRequest r;
+    r.set_job_id(job->id());
+    r.set_threshold(8);
+    r.set_output("x");
+    edit(r);
+    auto op = core_->Export(r);
+    EXPECT_EQ(op.status().code(), code) << words << ": " << op.status();
+    EXPECT_NE(op.status().message().find(words), std::string::npos) << op.status();
+  };
+  bad([](v1::ExportRequest& r) { r.set_job_id("job-nope"); }, absl::StatusCode::kNotFound, "job-nope");
+  bad([](v1::ExportRequest& r) { r.set_format("onnx"); }, absl::StatusCode::kInvalidArgument, "onnx");
+  bad([](v1::ExportRequest& r) { r.set_smoothing("smoothquant:2"); },
+      absl::StatusCode::kInvalidArgument, "smoothquant:2");
+  bad([](v1::ExportRequest& r) { r.set_smoothing("logeq"); }, absl::StatusCode::kInvalidArgument,
+      "mllm");
+  bad([](v1::ExportRequest& r) { r.set_fuse(true); }, absl::StatusCode::kInvalidArgument, "fuse");
+  bad([](v1::ExportRequest& r) { r.set_threshold(-1); }, absl::StatusCode::kInvalidArgument,
+      "threshold");
+  bad([](v1::ExportRequest& r) { r.clear_threshold(); }, absl::StatusCode::kInvalidArgument,
+      "threshold");
+  bad([](v1::ExportRequest& r) { r.set_recommended(true); },
+      absl::StatusCode::kFailedPrecondition, "evaluation");
+  bad([](v1::ExportRequest& r) { r.set_output("../x"); }, absl::StatusCode::kInvalidArgument, "..");
+  bad([](v1::ExportRequest& r) { r.set_output("/etc/qcal-x"); },
+      absl::StatusCode::kPermissionDenied, "output");
+  bad([](v1::ExportRequest& r) { r.set_mode("signed"); }, absl::StatusCode::kInvalidArgument,
+      "signed");
+  fs::create_directories(root_ / "out/taken");
+  bad([](v1::ExportRequest& r) { r.set_output("taken"); }, absl::StatusCode::kAlreadyExists,
+      "taken");
+
+  v1::ExportRequest r;
+  r.set_job_id(job->id());
+  r.set_threshold(8);
+  r.set_format("compressed-tensors");
+  r.set_smoothing("smoothquant:0.5");
+  r.set_output("ct");
+  auto op = core_->Export(r);
+  ASSERT_TRUE(op.ok()) << op.status();
+  // A second export into the same folder is refused while the first runs.
+  EXPECT_EQ(core_->Export(r).status().code(), absl::StatusCode::kAlreadyExists);
+  // Exports are operations, not jobs.
+  auto listed = core_->ListJobs(v1::ListJobsRequest());
+  ASSERT_TRUE(listed.ok());
+  EXPECT_EQ(listed->jobs_size(), 1);
+
+  v1::Task t = Lease(w);
+  ASSERT_EQ(t.kind(), v1::TASK_EXPORT);
+  v1::ExportTaskPayload payload;
+  ASSERT_TRUE(t.payload().UnpackTo(&payload));
+  EXPECT_EQ(payload.output_dir(), fs::canonical(root_ / "out").string() + "/ct");
+  EXPECT_EQ(payload.threshold(), 8);
+  EXPECT_EQ(payload.request().smoothing(),
+            exporter::SmoothingName(*exporter::ParseSmoothing("smoothquant:0.5")));
+  EXPECT_TRUE(payload.request().fuse()) << "compressed-tensors smoothing is always fused";
+  EXPECT_NE(payload.provenance_json().find(job->id()), std::string::npos);
+
+  // The task reads its parent's statistics under its lease only.
+  v1::GetTaskStatsRequest sr;
+  sr.set_worker_id(w);
+  sr.set_task_id(t.task_id());
+  sr.set_lease_id("lease-forged");
+  EXPECT_EQ(core_->StreamTaskStats(sr, 1 << 20, [](const v1::JobStatsChunk&) { return true; }).code(),
+            absl::StatusCode::kFailedPrecondition);
+  sr.set_lease_id(t.lease_id());
+  int linears = 0;
+  ASSERT_TRUE(core_->StreamTaskStats(sr, 1 << 20, [&](const v1::JobStatsChunk& c) {
+    linears += c.linears_size();
+    return true;
+  }).ok());
+  EXPECT_EQ(linears, job->linear_modules());
+
+  v1::CompleteTaskHeader h;
+  h.set_worker_id(w);
+  h.set_task_id(t.task_id());
+  h.set_lease_id(t.lease_id());
+  google::protobuf::Any any;
+  // An export report must carry an ExportResponse.
+  EXPECT_EQ(core_->CompleteTask(h, {}, nullptr).status().code(), absl::StatusCode::kInvalidArgument);
+  v1::ExportResponse resp;
+  resp.set_job_id(job->id());
+  resp.set_output_dir(payload.output_dir());
+  resp.add_files("model.safetensors");
+  any.PackFrom(resp);
+  ASSERT_TRUE(core_->CompleteTask(h, {}, &any).ok());
+  EXPECT_EQ(core_->CompleteTask(h, {}, &any).status().code(), absl::StatusCode::kAlreadyExists);
+  Restart();
+  auto done = core_->GetOperation(op->name());
+  ASSERT_TRUE(done.ok());
+  ASSERT_TRUE(done->done());
+  v1::ExportResponse got;
+  ASSERT_TRUE(done->response().UnpackTo(&got));
+  EXPECT_EQ(got.output_dir(), payload.output_dir());
+  EXPECT_EQ(got.files(0), "model.safetensors");
 }
 
 }  // namespace

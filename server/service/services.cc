@@ -284,6 +284,12 @@ grpc::ServerUnaryReactor* CalibrationServiceImpl::Evaluate(grpc::CallbackServerC
   return Unary(ctx, auth_, Role::kClient, resp, [&] { return core_->Evaluate(*req); });
 }
 
+grpc::ServerUnaryReactor* CalibrationServiceImpl::Export(grpc::CallbackServerContext* ctx,
+                                                         const v1::ExportRequest* req,
+                                                         v1::Operation* resp) {
+  return Unary(ctx, auth_, Role::kClient, resp, [&] { return core_->Export(*req); });
+}
+
 // ---------------------------------------------------------------- workers
 
 grpc::ServerUnaryReactor* WorkerServiceImpl::RegisterWorker(grpc::CallbackServerContext* ctx,
@@ -317,6 +323,19 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::FailTask(grpc::CallbackServerContex
     if (!st.ok()) return st;
     return google::protobuf::Empty();
   });
+}
+
+grpc::ServerWriteReactor<v1::JobStatsChunk>* WorkerServiceImpl::GetTaskStats(
+    grpc::CallbackServerContext* ctx, const v1::GetTaskStatsRequest* req) {
+  grpc::Status a = auth_->Check(*ctx, Role::kWorker);
+  if (!a.ok()) return new ListWriter<v1::JobStatsChunk>(a);
+  std::vector<v1::JobStatsChunk> chunks;
+  absl::Status st = core_->StreamTaskStats(*req, 2 << 20, [&](const v1::JobStatsChunk& c) {
+    chunks.push_back(c);
+    return true;
+  });
+  if (!st.ok()) return new ListWriter<v1::JobStatsChunk>(ToGrpcStatus(st));
+  return new ListWriter<v1::JobStatsChunk>(std::move(chunks));
 }
 
 // ---------------------------------------------------------------- operations

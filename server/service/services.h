@@ -36,6 +36,8 @@ class CalibrationServiceImpl final : public v1::CalibrationService::CallbackServ
       grpc::CallbackServerContext* ctx, const v1::GetJobStatsRequest* req) override;
   grpc::ServerUnaryReactor* Evaluate(grpc::CallbackServerContext* ctx,
                                      const v1::EvaluateRequest* req, v1::Operation* resp) override;
+  grpc::ServerUnaryReactor* Export(grpc::CallbackServerContext* ctx,
+                                   const v1::ExportRequest* req, v1::Operation* resp) override;
 
  private:
   Coordinator* core_;
@@ -62,6 +64,8 @@ class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
   grpc::ServerUnaryReactor* FailTask(grpc::CallbackServerContext* ctx,
                                      const v1::FailTaskRequest* req,
                                      google::protobuf::Empty* resp) override;
+  grpc::ServerWriteReactor<v1::JobStatsChunk>* GetTaskStats(
+      grpc::CallbackServerContext* ctx, const v1::GetTaskStatsRequest* req) override;
 
  private:
   Coordinator* core_;

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <condition_variable>
 #include <fstream>
 #include <iostream>
@@ -14,9 +15,11 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/stats/stats_proto.h"
+#include "common/status_macros.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/qcal/v1/evaluation.pb.h"
 #include "proto/qcal/v1/worker.grpc.pb.h"
+#include "worker/service/export_task.h"
 #include "worker/text/sampler.h"
 
 namespace qcal {
@@ -251,10 +254,12 @@ class Worker {
     };
 
     stats::StatsSet stats;
-    absl::Status st = EnsureEngine(task.model(), task.batch_size());
-    if (st.ok()) st = EnsureSampler(task);
+    const bool is_export = task.kind() == v1::TASK_EXPORT;
+    // An export needs the statistics and the weights' files, not a loaded model.
+    absl::Status st = is_export ? absl::OkStatus() : EnsureEngine(task.model(), task.batch_size());
+    if (st.ok() && !is_export) st = EnsureSampler(task);
     std::vector<std::vector<int32_t>> samples;
-    if (st.ok()) {
+    if (st.ok() && !is_export) {
       auto s = sampler_->sampler->Samples(task.sample_begin(), task.sample_end());
       if (s.ok()) {
         samples = std::move(s).value();
@@ -267,8 +272,17 @@ class Worker {
       return !cancelled.load() && stop_->load() < 2;
     };
     v1::EvaluateResult eval_result;
+    v1::ExportResponse export_result;
     const bool eval = task.kind() == v1::TASK_EVALUATE;
-    if (st.ok() && eval) {
+    if (st.ok() && is_export) {
+      st = Export(task, &export_result);
+      if (cancelled.load() && st.ok()) {
+        // The operation was cancelled while the files were written: remove them, so
+        // nothing finished-looking stays behind a cancelled export.
+        std::error_code ec;
+        std::filesystem::remove_all(export_result.output_dir(), ec);
+      }
+    } else if (st.ok() && eval) {
       st = Evaluate(task, samples, keep_going, &eval_result);
     } else if (st.ok()) {
       st = engine_->Accumulate(samples, &stats, keep_going);
@@ -283,8 +297,48 @@ class Worker {
            handing_back || Retryable(st));
       return;
     }
-    Complete(task, stats, eval ? &eval_result : nullptr, static_cast<int64_t>(samples.size()),
-             seconds);
+    const google::protobuf::Message* result = nullptr;
+    if (eval) result = &eval_result;
+    if (is_export) result = &export_result;
+    Complete(task, stats, result, static_cast<int64_t>(samples.size()), seconds);
+  }
+
+  // Reads the job's statistics (GetTaskStats, under this task's lease) and writes the
+  // export.
+  absl::Status Export(const v1::Task& task, v1::ExportResponse* out) {
+    v1::GetTaskStatsRequest req;
+    req.set_worker_id(worker_id_);
+    req.set_task_id(task.task_id());
+    req.set_lease_id(task.lease_id());
+    grpc::ClientContext ctx;
+    Prepare(ctx, 600);
+    auto reader = stub_->GetTaskStats(&ctx, req);
+    v1::StatsSetProto all;
+    v1::JobStatsChunk chunk;
+    int64_t tokens = 0;
+    while (reader->Read(&chunk)) {
+      if (!chunk.job_id().empty()) tokens = chunk.tokens();
+      for (auto& l : *chunk.mutable_linears()) *all.add_linears() = std::move(l);
+    }
+    grpc::Status gs = reader->Finish();
+    if (!gs.ok()) return FromGrpc(gs);
+    auto set = stats::StatsSetFromProto(all);
+    if (!set.ok()) return set.status();
+    QCAL_RETURN_IF_ERROR(set->AddTokens(tokens));
+    ExportTaskOptions options;
+    if (o_.export_pause_ms > 0) {
+      options.before_rename = [this](const std::string& partial) {
+        Log(name_, absl::StrCat("export written to ", partial, "; pausing ", o_.export_pause_ms,
+                                " ms before the rename (--debug-export-pause-ms)"));
+        std::this_thread::sleep_for(std::chrono::milliseconds(o_.export_pause_ms));
+      };
+    }
+    auto r = RunExportTask(task, *set, options);
+    if (!r.ok()) return r.status();
+    *out = *std::move(r);
+    Log(name_, absl::StrCat("task ", task.task_id(), ": exported ", out->files_size(), " files (",
+                            out->bytes(), " bytes) to ", out->output_dir()));
+    return absl::OkStatus();
   }
 
   // One EvaluatePartial per evaluation shard of the task, in order, so the
@@ -341,7 +395,7 @@ class Worker {
   }
 
   void Complete(const v1::Task& task, const stats::StatsSet& stats,
-                const v1::EvaluateResult* eval_result, int64_t samples, double seconds) {
+                const google::protobuf::Message* result, int64_t samples, double seconds) {
     v1::StatsSetProto proto;
     stats::ToProto(stats, &proto);
     // Retry transient failures (e.g. a coordinator restart) for up to a minute: the
@@ -360,7 +414,7 @@ class Worker {
       h->set_samples(samples);
       h->set_tokens(stats.tokens());
       h->set_compute_seconds(seconds);
-      if (eval_result != nullptr) chunk.mutable_result()->PackFrom(*eval_result);
+      if (result != nullptr) chunk.mutable_result()->PackFrom(*result);
       bool ok = true;
       for (const auto& l : proto.linears()) {
         *chunk.add_linears() = l;

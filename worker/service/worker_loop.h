@@ -28,6 +28,9 @@ struct WorkerLoopOptions {
   EngineOptions engine;     // device, threads, bf16 (batch size comes with each task)
   // Exit after this many tasks (0 = never); for tests.
   int max_tasks = 0;
+  // Tests: sleep this long between an export's files and its final rename, so the
+  // worker can be killed in the middle of an export.
+  int export_pause_ms = 0;
 };
 
 // Runs until `*stop_requests` > 0 and the current task is finished (first SIGTERM)
