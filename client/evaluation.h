@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 
+#include "common/quant/response_json.h"
 #include "absl/status/statusor.h"
 #include "client/connection.h"
 #include "proto/qcal/v1/evaluation.pb.h"
@@ -51,11 +52,8 @@ const v1::ThresholdResult* RecommendedResult(const v1::EvaluateResponse& respons
 // for a metric that is not a number.)
 std::string FormatEvaluationTable(const v1::EvaluateResponse& response);
 
-// mllm's model_res_acc.json for the response (quant::ModelResAccJson, report.h):
-// {"<model>": {"<t>": {"t01m_thre", clip counts and names, "res"}, ...}}, thresholds
-// in the response's order. `model` is the key (mllm writes its --model_name).
-absl::StatusOr<std::string> ModelResAccJsonOf(const v1::EvaluateResponse& response,
-                                              const std::string& model);
+// mllm's model_res_acc.json for the response (common/quant/response_json.h).
+using quant::ModelResAccJsonOf;
 
 // The response as JSON indented by 2 (the mapping of MessageToJsonLine: .proto field
 // names, defaults printed, int64 as strings), for evaluation.json.

@@ -9,6 +9,7 @@
 
 #include "common/export/export.h"
 #include "common/model_config.h"
+#include "common/quant/response_json.h"
 #include "common/stats/stats_proto.h"
 #include "common/stats/tensor_stats.h"
 #include "gtest/gtest.h"
@@ -499,6 +500,25 @@ TEST_F(CoordinatorTest, EvaluationRunsAsExactlyOnceUnitsAndSurvivesARestart) {
   lr.set_filter("job=" + job->id());
   EXPECT_EQ(core_->ListOperations(lr)->operations_size(), 1);
   EXPECT_EQ(core_->ListJobs(v1::ListJobsRequest())->jobs_size(), 1);
+
+  // An export of the recommended threshold takes the evaluation's recommendation and
+  // carries its model_res_acc.json for the `stats` format.
+  ASSERT_TRUE(resp.has_recommended_threshold()) << resp.recommendation_note();
+  v1::ExportRequest er;
+  er.set_job_id(job->id());
+  er.set_recommended(true);
+  er.set_format("stats");
+  er.set_output("stats");
+  auto export_op = core_->Export(er);
+  ASSERT_TRUE(export_op.ok()) << export_op.status();
+  v1::Task t = Lease(w);
+  ASSERT_EQ(t.kind(), v1::TASK_EXPORT);
+  v1::ExportTaskPayload payload;
+  ASSERT_TRUE(t.payload().UnpackTo(&payload));
+  EXPECT_EQ(payload.threshold(), resp.recommended_threshold());
+  auto res_acc = quant::ModelResAccJsonOf(resp, "models/llama-tiny");
+  ASSERT_TRUE(res_acc.ok());
+  EXPECT_EQ(payload.model_res_acc_json(), *res_acc);
 }
 
 TEST_F(CoordinatorTest, EvaluationBadInput) {

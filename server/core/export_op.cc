@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/export/export.h"
 #include "common/quant/clip.h"
+#include "common/quant/response_json.h"
 #include "common/status_macros.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
@@ -129,6 +130,13 @@ absl::StatusOr<v1::Operation> Coordinator::Export(const v1::ExportRequest& reque
       threshold = er.recommended_threshold();
     }
     QCAL_ASSIGN_OR_RETURN(JobView j, PlanExportLocked(req, threshold, out));
+    if (evaluation != nullptr) {
+      // The `stats` format carries mllm's model_res_acc.json of that evaluation, keyed
+      // by the model as submitted (what `qcal stats --format model-res-acc` writes).
+      QCAL_ASSIGN_OR_RETURN(*j.record.mutable_export_payload()->mutable_model_res_acc_json(),
+                            quant::ModelResAccJsonOf(evaluation->record.evaluate_response(),
+                                                     parent.spec().model()));
+    }
     const std::string id = j.record.job().id();
     op.set_name("operations/" + id);
     v1::ExportMetadata meta;
