@@ -3,7 +3,7 @@
 // their own streams against an in-process server.
 //
 //   qcal [--server ADDR] [--token-file FILE] [--tls-ca FILE] [--timeout S] [--json]
-//        submit|status|watch|list|cancel|evaluate|shadow-layers|stats|operation|run ...
+//        submit|status|watch|list|cancel|evaluate|export|shadow-layers|stats|operation|run ...
 //
 // See docs/cli.md for every command. Nothing here throws: CLI11's exceptions are
 // turned into usage errors (exit 2) or help output (exit 0).

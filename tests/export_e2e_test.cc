@@ -68,6 +68,14 @@ class ExportE2eTest : public ::testing::Test {
     ASSERT_TRUE(cluster_->StartCoordinator(kData)) << cluster_->Logs();
     out_ = fs::canonical(out_).string();
   }
+  void TearDown() override {
+    cluster_.reset();  // stops the processes
+    if (!HasFailure()) {
+      std::error_code ec;
+      fs::remove_all(out_, ec);
+      fs::remove_all(dir_, ec);
+    }
+  }
   void Calibrate() {
     cluster_->AddWorker();
     job_ = Submit(*cluster_, Spec(16, 64, 8, 4));

@@ -12,7 +12,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// compressed-tensors' QuantizationArgs, every pydantic field named.
+// compressed-tensors' QuantizationArgs. Fields that newer releases added with a None
+// default (scale_dtype, zp_dtype; the scheme's format) are left out: the models use
+// extra="forbid", so naming them would make older releases (as pinned by many vLLM
+// versions) refuse the config, while leaving them out means None everywhere.
 nlohmann::json QuantArgs(const char* strategy) {
   return {{"num_bits", 8},
           {"type", "int"},
@@ -22,8 +25,6 @@ nlohmann::json QuantArgs(const char* strategy) {
           {"block_structure", nullptr},
           {"dynamic", false},
           {"actorder", nullptr},
-          {"scale_dtype", nullptr},
-          {"zp_dtype", nullptr},
           {"observer", "minmax"},
           {"observer_kwargs", nlohmann::json::object()}};
 }
@@ -32,8 +33,7 @@ nlohmann::json QuantizationConfig(const std::vector<std::string>& ignore) {
   nlohmann::json group = {{"targets", {"Linear"}},
                           {"weights", QuantArgs("channel")},
                           {"input_activations", QuantArgs("tensor")},
-                          {"output_activations", nullptr},
-                          {"format", nullptr}};
+                          {"output_activations", nullptr}};
   return {{"config_groups", {{"group_0", group}}},
           {"quant_method", "compressed-tensors"},
           {"kv_cache_scheme", nullptr},
