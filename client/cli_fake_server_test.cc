@@ -531,6 +531,60 @@ TEST_F(CliTest, EvaluateRefusals) {
   EXPECT_EQ(service_.calls(), calls);  // refused before any call
 }
 
+TEST_F(CliTest, ExportSendsEveryFlagAndWaitPrintsWhatWasWritten) {
+  service_.AddJob(JobHistory("job-x", 2, v1::JOB_CALIBRATED));
+  Result r = Run({"export", "job-x", "--threshold", "8", "--format", "safetensors",
+                  "--smoothing", "smoothquant:0.75", "--fuse", "--per-channel", "--mode", "mllm",
+                  "--out", "llama-int8"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "operations/export-1-test\n");
+  ASSERT_EQ(service_.exports().size(), 1u);
+  const v1::ExportRequest req = service_.exports()[0];
+  EXPECT_EQ(req.job_id(), "job-x");
+  EXPECT_EQ(req.threshold_choice_case(), v1::ExportRequest::kThreshold);
+  EXPECT_EQ(req.threshold(), 8);
+  EXPECT_EQ(req.format(), "safetensors");
+  EXPECT_EQ(req.smoothing(), "smoothquant:0.75");
+  EXPECT_TRUE(req.fuse());
+  EXPECT_TRUE(req.per_channel_weights());
+  EXPECT_EQ(req.mode(), "mllm");
+  EXPECT_EQ(req.output(), "llama-int8");
+
+  Result w = Run({"export", "job-x", "--threshold", "recommended", "--out", "mllm", "--wait"});
+  ASSERT_EQ(w.code, 0) << w.err;
+  EXPECT_TRUE(service_.exports()[1].recommended());
+  EXPECT_EQ(service_.exports()[1].format(), "");  // the server's default (mllm)
+  const std::vector<std::string> lines = Lines(w.out);
+  ASSERT_FALSE(lines.empty());
+  EXPECT_EQ(lines.back(),
+            "exported mllm of job-x at threshold 8 (smoothing none, shadow layers {}, 0 int8 "
+            "linears, 1 files, 0 bytes) to mllm")
+      << w.out;
+
+  Result j = Run({"--json", "export", "job-x", "--threshold", "2", "--format", "mllm", "--out",
+                  "m2", "--wait"});
+  ASSERT_EQ(j.code, 0) << j.err;
+  auto resp = nlohmann::json::parse(j.out);
+  EXPECT_EQ(resp["output_dir"], "m2");
+  EXPECT_EQ(resp["files"], nlohmann::json::array({"provenance.json"}));
+}
+
+TEST_F(CliTest, ExportRefusals) {
+  service_.AddJob(JobHistory("job-x", 2, v1::JOB_CALIBRATED));
+  const int calls = service_.calls();
+  for (const char* bad : {"0", "-3", "x", "inf", "recommend"}) {
+    Result r = Run({"export", "job-x", "--threshold", bad, "--out", "o"});
+    EXPECT_EQ(r.code, 2) << bad;
+    ExpectOneErrorLine(r, "qcal: export: INVALID_ARGUMENT: --threshold: ");
+  }
+  EXPECT_EQ(service_.calls(), calls);  // refused before any call
+  EXPECT_EQ(Run({"export", "job-x", "--threshold", "8"}).code, 2);  // --out is required
+  EXPECT_EQ(Run({"export", "job-x", "--threshold", "8", "--format", "onnx", "--out", "o"}).code, 2);
+  Result unknown = Run({"export", "job-nope", "--threshold", "8", "--out", "o"});
+  EXPECT_EQ(unknown.code, 4);
+  ExpectOneErrorLine(unknown, "qcal: export: NOT_FOUND: job job-nope not found");
+}
+
 TEST_F(CliTest, OperationShowsAnEvaluation) {
   service_.AddOperation(
       EvaluationVersions("operations/ev", "job-1", MakeEvaluateResponse("job-1")), "job-1");

@@ -473,7 +473,7 @@ class FakeCalibrationService final : public v1::CalibrationService::Service,
     v1::ExportResponse r;
     r.set_job_id(request->job_id());
     r.set_output_dir(request->output());
-    r.set_format(request->format());
+    r.set_format(request->format().empty() ? "mllm" : request->format());
     r.set_threshold(request->recommended() ? 8 : request->threshold());
     r.set_smoothing(request->smoothing().empty() ? "none" : request->smoothing());
     r.add_files("provenance.json");
