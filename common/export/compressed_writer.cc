@@ -61,7 +61,7 @@ absl::StatusOr<WriterResult> WriteCompressedTensors(const ExportInputs& in,
     if (ignored.count(l.name) == 0) quantized.insert(l.name);
   }
 
-  std::vector<TensorToWrite> out;
+  TensorSink out(dir, "model", in.max_shard_bytes);
   for (const std::string& name : reader->names()) {
     const size_t dot = name.rfind('.');
     const std::string module = dot == std::string::npos ? "" : name.substr(0, dot);
@@ -73,14 +73,15 @@ absl::StatusOr<WriterResult> WriteCompressedTensors(const ExportInputs& in,
         return absl::InvalidArgumentError(absl::StrCat(name, " is not a matrix"));
       }
       QuantizedTensor q = QuantizePerChannelCompressed(w, shape[0], shape[1]);
-      out.push_back(Int8Tensor(name, shape, q.q));
-      out.push_back(Float32Tensor(module + ".weight_scale", {shape[0], 1}, q.scales.data()));
+      QCAL_RETURN_IF_ERROR(out.Add(Int8Tensor(name, shape, q.q)));
+      QCAL_RETURN_IF_ERROR(
+          out.Add(Float32Tensor(module + ".weight_scale", {shape[0], 1}, q.scales.data())));
       const float input_scale = CompressedTensorsScale(d.input_absmax.at(module));
-      out.push_back(Float32Tensor(module + ".input_scale", {1}, &input_scale));
+      QCAL_RETURN_IF_ERROR(out.Add(Float32Tensor(module + ".input_scale", {1}, &input_scale)));
     } else if (reader->Changed(name)) {
       std::vector<int64_t> shape;
       QCAL_ASSIGN_OR_RETURN(std::vector<float> w, reader->Read(name, &shape));
-      out.push_back(Float32Tensor(name, shape, w.data()));
+      QCAL_RETURN_IF_ERROR(out.Add(Float32Tensor(name, shape, w.data())));
     } else {
       QCAL_ASSIGN_OR_RETURN(TensorView v, reader->Raw(name));
       TensorToWrite t;
@@ -88,11 +89,10 @@ absl::StatusOr<WriterResult> WriteCompressedTensors(const ExportInputs& in,
       t.dtype = v.dtype;
       t.shape = v.shape;
       t.bytes.assign(reinterpret_cast<const char*>(v.data), v.nbytes);
-      out.push_back(std::move(t));
+      QCAL_RETURN_IF_ERROR(out.Add(std::move(t)));
     }
   }
-  QCAL_RETURN_IF_ERROR(WriteSafetensors((fs::path(dir) / "model.safetensors").string(), out,
-                                        {{"format", "pt"}}));
+  QCAL_RETURN_IF_ERROR(out.Finish().status());
 
   const std::string config_path = (fs::path(in.model_dir) / "config.json").string();
   QCAL_ASSIGN_OR_RETURN(std::string config_text, ReadFile(config_path));

@@ -164,6 +164,11 @@ struct ExportInputs {
   Format format = Format::kMllm;
   Smoothing smoothing;    // kMllm and kStats refuse anything but kNone
   bool per_channel_weights = false;  // kSafetensors only
+  // kSafetensors and kCompressedTensors: a checkpoint larger than this is written as
+  // Hugging Face shards with an index (transformers' default limit, 5 GB), which also
+  // bounds the export's memory to about one shard. <= 0: one file. kMllm is always
+  // one file (mllm's converter takes one).
+  int64_t max_shard_bytes = 5'000'000'000;
   // mllm's model_res_acc.json content, written by kStats when set (from the job's
   // newest evaluation).
   std::optional<std::string> model_res_acc_json;

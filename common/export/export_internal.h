@@ -99,6 +99,31 @@ absl::StatusOr<Decisions> Decide(const stats::StatsSet& set, const ModelConfig& 
                                  stats::Mode mode, double threshold,
                                  const SmoothingPlan& plan);
 
+// ---- tensor sink (tensor_sink.cc) ----
+
+// Collects the tensors of one checkpoint in order and writes them as
+// "<base>.safetensors", or, once they exceed max_shard_bytes, as Hugging Face shards
+// "<base>-0000i-of-0000N.safetensors" plus "<base>.safetensors.index.json" (what
+// transformers and vLLM load), so an export holds at most one shard in memory.
+// max_shard_bytes <= 0: one file whatever the size.
+class TensorSink {
+ public:
+  TensorSink(std::string dir, std::string base, int64_t max_shard_bytes);
+  absl::Status Add(TensorToWrite t);
+  // Writes what is left; returns the files written (relative to dir).
+  absl::StatusOr<std::vector<std::string>> Finish();
+
+ private:
+  absl::Status Flush();
+  std::string ShardTemp(size_t i) const;
+  std::string dir_, base_;
+  int64_t max_shard_bytes_;
+  std::vector<TensorToWrite> pending_;
+  int64_t pending_bytes_ = 0;
+  int64_t total_bytes_ = 0;
+  std::vector<std::vector<std::string>> shards_;  // tensor names of each written shard
+};
+
 // ---- writers ----
 
 // What a writer reports back to WriteExport.
@@ -117,6 +142,7 @@ absl::StatusOr<WriterResult> WriteCompressedTensors(const ExportInputs& in,
 
 // The name of the JSON the int8 shadow model carries its decisions in.
 inline constexpr char kQuantConfigFile[] = "quant_config.json";
+inline constexpr char kInt8ModelBase[] = "model-int8";  // + ".safetensors" or shards
 inline constexpr char kMllmModelFile[] = "model-int8.safetensors";
 inline constexpr char kProvenanceFile[] = "provenance.json";
 

@@ -759,6 +759,56 @@ TEST(CompressedTensorsTest, FusedSmoothingUsesDerivedInputScale) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST(CompressedTensorsTest, ShardedCheckpointHoldsTheSameTensorsAsOneFile) {
+  Fixture f = Load("llama-tiny", "llama-tiny");
+  ExportInputs in = Inputs(f, Format::kCompressedTensors, 8);
+  const std::string one = OutPath("ct-one-file");
+  ASSERT_TRUE(WriteExport(in, one).ok());
+  in.max_shard_bytes = 200'000;  // llama-tiny's int8 + bf16 tensors: several shards
+  const std::string sharded = OutPath("ct-sharded");
+  auto summary = WriteExport(in, sharded);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_FALSE(fs::exists(sharded + "/model.safetensors"));
+  const auto index = ReadJson(sharded + "/model.safetensors.index.json");
+  std::set<std::string> shard_files;
+  int64_t total = 0;
+  for (const auto& [name, file] : index["weight_map"].items()) shard_files.insert(file.get<std::string>());
+  ASSERT_GT(shard_files.size(), 2u);
+  const std::string last = *shard_files.rbegin();
+  EXPECT_NE(last.find("-of-0000" + std::to_string(shard_files.size()) + ".safetensors"),
+            std::string::npos)
+      << last;
+  for (const std::string& file : shard_files) {
+    EXPECT_NE(std::find(summary->files.begin(), summary->files.end(), file), summary->files.end());
+    auto shard = SafetensorsFile::Open(sharded + "/" + file);
+    ASSERT_TRUE(shard.ok()) << shard.status();
+    // At most the limit of data, unless one tensor alone is larger.
+    size_t data = 0;
+    for (const std::string& name : (*shard)->names()) data += (*shard)->Get(name)->nbytes;
+    EXPECT_TRUE(data <= 200'000u || (*shard)->names().size() == 1u) << file << ": " << data;
+  }
+  // Every tensor of the single file, with the same bytes, is where the index says.
+  auto whole = SafetensorsFile::Open(one + "/model.safetensors");
+  ASSERT_TRUE(whole.ok());
+  ASSERT_EQ(index["weight_map"].size(), (*whole)->names().size());
+  for (const std::string& name : (*whole)->names()) {
+    ASSERT_TRUE(index["weight_map"].contains(name)) << name;
+    auto shard = SafetensorsFile::Open(sharded + "/" + index["weight_map"][name].get<std::string>());
+    ASSERT_TRUE(shard.ok());
+    auto a = (*whole)->Get(name);
+    auto b = (*shard)->Get(name);
+    ASSERT_TRUE(a.ok() && b.ok()) << name;
+    EXPECT_EQ(a->dtype, b->dtype) << name;
+    EXPECT_EQ(a->shape, b->shape) << name;
+    ASSERT_EQ(a->nbytes, b->nbytes) << name;
+    EXPECT_EQ(std::memcmp(a->data, b->data, a->nbytes), 0) << name;
+    total += static_cast<int64_t>(a->nbytes);
+  }
+  EXPECT_EQ(index["metadata"]["total_size"], total);
+  // The same config either way.
+  EXPECT_EQ(ReadJson(one + "/config.json"), ReadJson(sharded + "/config.json"));
+}
+
 // ---- (e) crash safety, (f) provenance, stats, validation ----
 
 TEST(WriteExportTest, PartialFoldersAndExistingOutput) {

@@ -81,7 +81,8 @@ absl::StatusOr<WriterResult> WriteInt8Model(const ExportInputs& in, const Smooth
     quantized_order.push_back(l.name);
   }
 
-  std::vector<TensorToWrite> out;
+  // mllm's converter takes one file; the plain safetensors layout may be sharded.
+  TensorSink out(dir, kInt8ModelBase, mllm ? 0 : in.max_shard_bytes);
   for (const std::string& name : reader->names()) {
     std::vector<int64_t> shape;
     QCAL_ASSIGN_OR_RETURN(std::vector<float> w, reader->Read(name, &shape));
@@ -89,13 +90,13 @@ absl::StatusOr<WriterResult> WriteInt8Model(const ExportInputs& in, const Smooth
     const std::string module = dot == std::string::npos ? "" : name.substr(0, dot);
     const std::string leaf = dot == std::string::npos ? name : name.substr(dot + 1);
     if (quantized.count(module) == 0 || (leaf != "weight" && leaf != "bias")) {
-      out.push_back(Float32Tensor(name, shape, w.data()));
+      QCAL_RETURN_IF_ERROR(out.Add(Float32Tensor(name, shape, w.data())));
       continue;
     }
     if (leaf == "bias") {
       QuantizedTensor q = QuantizePerTensorMllm(w);
-      out.push_back(Int8Tensor(name, shape, q.q));
-      out.push_back(ScalarF32(name + ".scale", q.scales[0]));
+      QCAL_RETURN_IF_ERROR(out.Add(Int8Tensor(name, shape, q.q)));
+      QCAL_RETURN_IF_ERROR(out.Add(ScalarF32(name + ".scale", q.scales[0])));
       continue;
     }
     if (shape.size() != 2) {
@@ -104,16 +105,17 @@ absl::StatusOr<WriterResult> WriteInt8Model(const ExportInputs& in, const Smooth
     const int64_t rows = shape[0], cols = shape[1];
     if (in.per_channel_weights) {
       QuantizedTensor q = QuantizePerChannelMllm(w, rows, cols);
-      out.push_back(Int8Tensor(name, shape, q.q));
-      out.push_back(Float32Tensor(name + ".scale", {rows}, q.scales.data()));
+      QCAL_RETURN_IF_ERROR(out.Add(Int8Tensor(name, shape, q.q)));
+      QCAL_RETURN_IF_ERROR(out.Add(Float32Tensor(name + ".scale", {rows}, q.scales.data())));
     } else {
       QuantizedTensor q = QuantizePerTensorMllm(w);
       if (mllm) {
-        out.push_back(Int8Tensor(name, {cols, rows}, Transpose(q.q, rows, cols)));
+        QCAL_RETURN_IF_ERROR(
+            out.Add(Int8Tensor(name, {cols, rows}, Transpose(q.q, rows, cols))));
       } else {
-        out.push_back(Int8Tensor(name, shape, q.q));
+        QCAL_RETURN_IF_ERROR(out.Add(Int8Tensor(name, shape, q.q)));
       }
-      out.push_back(ScalarF32(name + ".scale", q.scales[0]));
+      QCAL_RETURN_IF_ERROR(out.Add(ScalarF32(name + ".scale", q.scales[0])));
     }
   }
   // A tied model's state dict holds lm_head.weight too (the embedding).
@@ -125,24 +127,23 @@ absl::StatusOr<WriterResult> WriteInt8Model(const ExportInputs& in, const Smooth
     QCAL_ASSIGN_OR_RETURN(
         std::vector<float> w,
         reader->Read(in.config.ModuleName(TensorRole::kTokenEmbedding) + ".weight", &shape));
-    out.push_back(Float32Tensor(lm_weight, shape, w.data()));
+    QCAL_RETURN_IF_ERROR(out.Add(Float32Tensor(lm_weight, shape, w.data())));
   }
   for (const quant::LinearClip& l : d.clips.linears) {
-    out.push_back(ScalarF32(l.name + ".input_scale", l.input_scale));
-    out.push_back(ScalarF32(l.name + ".output_scale", l.output_scale));
-    out.push_back(ScalarBool(l.name + ".clip_input", l.clip_input));
-    out.push_back(ScalarBool(l.name + ".clip_output", l.clip_output));
+    QCAL_RETURN_IF_ERROR(out.Add(ScalarF32(l.name + ".input_scale", l.input_scale)));
+    QCAL_RETURN_IF_ERROR(out.Add(ScalarF32(l.name + ".output_scale", l.output_scale)));
+    QCAL_RETURN_IF_ERROR(out.Add(ScalarBool(l.name + ".clip_input", l.clip_input)));
+    QCAL_RETURN_IF_ERROR(out.Add(ScalarBool(l.name + ".clip_output", l.clip_output)));
   }
   if (!plan.smoothing.fuse) {
     for (const GroupScales& g : plan.applied) {
       for (const std::string& l : g.group.linears) {
-        out.push_back(Float32Tensor(l + ".migration_scale",
-                                    {static_cast<int64_t>(g.scales.size())}, g.scales.data()));
+        QCAL_RETURN_IF_ERROR(out.Add(Float32Tensor(l + ".migration_scale",
+                                    {static_cast<int64_t>(g.scales.size())}, g.scales.data())));
       }
     }
   }
-  QCAL_RETURN_IF_ERROR(WriteSafetensors((fs::path(dir) / kMllmModelFile).string(), out,
-                                        {{"format", "pt"}}));
+  QCAL_RETURN_IF_ERROR(out.Finish().status());
   QCAL_RETURN_IF_ERROR(WriteFileSynced((fs::path(dir) / kQuantConfigFile).string(),
                                        QuantConfigJson(in, d, quantized_order).dump(2) + "\n"));
   QCAL_RETURN_IF_ERROR(
