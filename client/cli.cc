@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "client/command.h"
 #include "client/exit_codes.h"
+#include "common/version.h"
 
 namespace qcal::client {
 namespace {
@@ -63,7 +64,7 @@ int RunCli(int argc, const char* const argv[], const CliIo& io) {
   CLI::App app{"qcal: calibrate LLMs for W8A8 quantization (client of qcal-coordinator)",
                "qcal"};
   app.footer(kFooter);
-  app.set_version_flag("--version", "qcal 0.1.0");
+  app.set_version_flag("--version", absl::StrCat("qcal ", kQcalVersion));
   app.require_subcommand(1);
   app.fallthrough();  // global flags after the command name too
   // A repeated flag takes its last value (e.g. overriding a wrapper script's).

@@ -55,21 +55,31 @@ std::string FormatExportSummary(const v1::ExportResponse& r) {
                       " files, ", r.bytes(), " bytes) to ", r.output_dir(), "\n");
 }
 
+namespace {
+
+// The Export call: the operation it started.
+absl::StatusOr<v1::Operation> StartExport(const Connection& connection,
+                                          const v1::ExportRequest& request) {
+  auto stub = v1::CalibrationService::NewStub(connection.channel());
+  v1::Operation op;
+  auto context = connection.UnaryContext();
+  if (grpc::Status s = stub->Export(context.get(), request, &op); !s.ok()) {
+    return connection.ToStatus(s);
+  }
+  return op;
+}
+
+}  // namespace
+
 absl::StatusOr<v1::ExportResponse> RunExport(Connection& connection,
                                              const v1::ExportRequest& request,
                                              OperationDisplay* display,
                                              double call_timeout_seconds) {
-  auto stub = v1::CalibrationService::NewStub(connection.channel());
-  v1::Operation op;
-  {
-    auto context = connection.UnaryContext();
-    if (grpc::Status s = stub->Export(context.get(), request, &op); !s.ok()) {
-      return connection.ToStatus(s);
-    }
-  }
+  auto op = StartExport(connection, request);
+  if (!op.ok()) return op.status();
   OperationWaitOptions options;
   options.call_timeout_seconds = call_timeout_seconds;
-  auto done = WaitUntilDone(connection, op, display, options);
+  auto done = WaitUntilDone(connection, *op, display, options);
   if (!done.ok()) return done.status();
   if (absl::Status s = OperationOutcome(*done); !s.ok()) return s;
   return ExportResponseOf(*done);
@@ -83,13 +93,9 @@ absl::Status Export(const CommandEnv& env, const ExportFlags& flags) {
   auto connection = env.Connect();
   if (!connection.ok()) return connection.status();
   if (!flags.wait) {
-    auto stub = v1::CalibrationService::NewStub((*connection)->channel());
-    v1::Operation op;
-    auto context = (*connection)->UnaryContext();
-    if (grpc::Status s = stub->Export(context.get(), *request, &op); !s.ok()) {
-      return (*connection)->ToStatus(s);
-    }
-    env.out() << (env.json() ? OperationToJsonLine(op) : op.name()) << "\n";
+    auto op = StartExport(**connection, *request);
+    if (!op.ok()) return op.status();
+    env.out() << (env.json() ? OperationToJsonLine(*op) : op->name()) << "\n";
     return absl::OkStatus();
   }
   ScopedInterruptHandler interrupts;

@@ -44,10 +44,12 @@ std::vector<ExpectedTensor> ExpectedTensors(const ModelConfig& c) {
 
 absl::StatusOr<std::unique_ptr<ModelFiles>> ModelFiles::Open(const std::string& dir) {
   auto files = std::unique_ptr<ModelFiles>(new ModelFiles());
+  files->dir_ = dir;
   const std::string index = dir + "/model.safetensors.index.json";
   std::ifstream idx(index);
   if (idx) {
     files->where_ = index;
+    files->sharded_ = true;
     std::stringstream ss;
     ss << idx.rdbuf();
     nlohmann::json j = nlohmann::json::parse(ss.str(), nullptr, false);
@@ -66,6 +68,7 @@ absl::StatusOr<std::unique_ptr<ModelFiles>> ModelFiles::Open(const std::string& 
             absl::StrCat(index, ": shard name \"", file, "\" must be a plain file name"));
       }
       files->shard_of_[it.key()] = file;
+      files->names_.push_back(it.key());
     }
     for (const auto& [name, file] : files->shard_of_) {
       if (files->files_.count(file)) continue;
@@ -78,8 +81,16 @@ absl::StatusOr<std::unique_ptr<ModelFiles>> ModelFiles::Open(const std::string& 
   files->where_ = single;
   QCAL_ASSIGN_OR_RETURN(auto f, SafetensorsFile::Open(single));
   for (const auto& name : f->names()) files->shard_of_[name] = "model.safetensors";
+  files->names_ = f->names();
   files->files_["model.safetensors"] = std::move(f);
   return files;
+}
+
+std::vector<std::string> ModelFiles::paths() const {
+  std::vector<std::string> out;
+  if (sharded_) out.push_back(where_);
+  for (const auto& [file, f] : files_) out.push_back(dir_ + "/" + file);
+  return out;
 }
 
 absl::StatusOr<std::pair<const SafetensorsFile*, TensorView>> ModelFiles::Find(

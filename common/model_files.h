@@ -37,6 +37,12 @@ class ModelFiles {
  public:
   static absl::StatusOr<std::unique_ptr<ModelFiles>> Open(const std::string& dir);
   bool Has(const std::string& tensor) const { return shard_of_.count(tensor) != 0; }
+  // Every tensor: in header order for one file, in the index's (sorted) order when
+  // sharded.
+  const std::vector<std::string>& names() const { return names_; }
+  // The files behind the weights: the single file, or the index then every shard
+  // (sorted), as paths under the folder.
+  std::vector<std::string> paths() const;
   // The file holding `tensor` and its view. NOT_FOUND names the index or file.
   absl::StatusOr<std::pair<const SafetensorsFile*, TensorView>> Find(
       const std::string& tensor) const;
@@ -45,7 +51,10 @@ class ModelFiles {
       const ExpectedTensor& expected) const;
 
  private:
+  std::string dir_;
   std::string where_;  // the index file, or the single file, for errors
+  bool sharded_ = false;  // an index and its shards
+  std::vector<std::string> names_;
   std::map<std::string, std::string> shard_of_;
   std::map<std::string, std::unique_ptr<SafetensorsFile>> files_;
 };

@@ -183,7 +183,7 @@ absl::StatusOr<ExportSummary> WriteExport(const ExportInputs& in, const std::str
   summary.out_dir = out_dir;
   summary.quantized_linears = written.quantized_linears;
   summary.smoothed_groups = static_cast<int64_t>(plan.applied.size());
-  QCAL_ASSIGN_OR_RETURN(summary.files, internal::ListFiles(out_dir, &summary.bytes));
+  QCAL_ASSIGN_OR_RETURN(summary.files, ListFiles(out_dir, &summary.bytes));
   return summary;
 }
 

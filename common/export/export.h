@@ -230,6 +230,10 @@ struct ExportSummary {
   int64_t smoothed_groups = 0;
 };
 
+// Regular files under an export folder `dir`, relative, sorted (what
+// ExportSummary::files lists); *bytes gets their total size.
+absl::StatusOr<std::vector<std::string>> ListFiles(const std::string& dir, int64_t* bytes);
+
 // INVALID_ARGUMENT for inconsistent inputs (a smoothing with kMllm / kStats, per-channel
 // weights outside kSafetensors, a bad threshold, statistics that do not match the
 // model), ALREADY_EXISTS when `out_dir` exists, errors naming the file otherwise.

@@ -31,8 +31,6 @@ absl::Status SyncTree(const std::string& dir);
 const std::vector<std::string>& TokenizerFiles();
 // Copies those of TokenizerFiles() that `model_dir` holds into `out_dir`.
 absl::Status CopyTokenizerFiles(const std::string& model_dir, const std::string& out_dir);
-// Regular files under `dir`, relative, sorted; *bytes gets their total size.
-absl::StatusOr<std::vector<std::string>> ListFiles(const std::string& dir, int64_t* bytes);
 // The whole file.
 absl::StatusOr<std::string> ReadFile(const std::string& path);
 
@@ -50,7 +48,7 @@ class WeightReader {
   static absl::StatusOr<std::unique_ptr<WeightReader>> Open(const std::string& model_dir,
                                                             const SmoothingPlan* plan);
   // Every tensor of the model files, in file order (the index's order when sharded).
-  const std::vector<std::string>& names() const { return names_; }
+  const std::vector<std::string>& names() const { return files_->names(); }
   absl::StatusOr<TensorView> Raw(const std::string& name) const;
   // True when smoothing changes `name`.
   bool Changed(const std::string& name) const { return ops_.count(name) != 0; }
@@ -65,7 +63,6 @@ class WeightReader {
     const std::vector<float>* scales;
   };
   std::unique_ptr<ModelFiles> files_;
-  std::vector<std::string> names_;
   std::map<std::string, std::vector<Op>> ops_;
 };
 

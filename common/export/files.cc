@@ -88,19 +88,6 @@ absl::Status CopyTokenizerFiles(const std::string& model_dir, const std::string&
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<std::string>> ListFiles(const std::string& dir, int64_t* bytes) {
-  std::vector<std::string> out;
-  *bytes = 0;
-  std::error_code ec;
-  for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    if (!it->is_regular_file()) continue;
-    out.push_back(fs::relative(it->path(), dir).string());
-    *bytes += static_cast<int64_t>(it->file_size());
-  }
-  if (ec) return absl::InternalError(absl::StrCat("listing ", dir, ": ", ec.message()));
-  std::sort(out.begin(), out.end());
-  return out;
-}
 
 TensorToWrite ScalarF32(std::string name, float v) {
   return Float32Tensor(std::move(name), {}, &v);
@@ -125,3 +112,23 @@ TensorToWrite Int8Tensor(std::string name, std::vector<int64_t> shape,
 }
 
 }  // namespace qcal::exporter::internal
+
+namespace qcal::exporter {
+
+namespace fs = std::filesystem;
+
+absl::StatusOr<std::vector<std::string>> ListFiles(const std::string& dir, int64_t* bytes) {
+  std::vector<std::string> out;
+  *bytes = 0;
+  std::error_code ec;
+  for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    if (!it->is_regular_file()) continue;
+    out.push_back(fs::relative(it->path(), dir).string());
+    *bytes += static_cast<int64_t>(it->file_size());
+  }
+  if (ec) return absl::InternalError(absl::StrCat("listing ", dir, ": ", ec.message()));
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace qcal::exporter

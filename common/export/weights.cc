@@ -1,40 +1,14 @@
 // Model tensors read as float32 with a smoothing plan applied (export_internal.h).
-#include <filesystem>
-
 #include "absl/strings/str_cat.h"
 #include "common/export/export_internal.h"
 #include "common/status_macros.h"
 
 namespace qcal::exporter::internal {
-namespace {
-
-namespace fs = std::filesystem;
-
-// Tensor names of a model folder: the index's weight_map keys, or the single file's.
-absl::StatusOr<std::vector<std::string>> TensorNames(const std::string& dir) {
-  const fs::path index = fs::path(dir) / "model.safetensors.index.json";
-  std::error_code ec;
-  if (fs::exists(index, ec)) {
-    QCAL_ASSIGN_OR_RETURN(std::string text, ReadFile(index.string()));
-    nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
-    if (j.is_discarded() || !j.contains("weight_map") || !j["weight_map"].is_object()) {
-      return absl::InvalidArgumentError(absl::StrCat(index.string(), ": no weight_map object"));
-    }
-    std::vector<std::string> names;
-    for (const auto& [k, v] : j["weight_map"].items()) names.push_back(k);
-    return names;
-  }
-  QCAL_ASSIGN_OR_RETURN(auto f, SafetensorsFile::Open((fs::path(dir) / "model.safetensors").string()));
-  return f->names();
-}
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<WeightReader>> WeightReader::Open(const std::string& model_dir,
                                                                  const SmoothingPlan* plan) {
   auto r = std::unique_ptr<WeightReader>(new WeightReader());
   QCAL_ASSIGN_OR_RETURN(r->files_, ModelFiles::Open(model_dir));
-  QCAL_ASSIGN_OR_RETURN(r->names_, TensorNames(model_dir));
   if (plan == nullptr) return r;
   const bool fused = plan->smoothing.fuse;
   for (const GroupScales& g : plan->applied) {

@@ -17,6 +17,7 @@
 #include "google/protobuf/util/message_differencer.h"
 #include "google/protobuf/util/time_util.h"
 #include "server/core/evaluation_plan.h"
+#include "server/core/records.h"
 
 namespace qcal::server {
 namespace {
@@ -36,16 +37,6 @@ std::string StatsKey(const std::string& job, int64_t linear) {
   char buf[32];
   std::snprintf(buf, sizeof(buf), "/%06" PRId64, linear);
   return job + buf;
-}
-
-bool IsFinal(v1::JobState s) {
-  return s == v1::JOB_CALIBRATED || s == v1::JOB_FAILED || s == v1::JOB_CANCELLED;
-}
-
-int64_t ToMs(absl::Time t) { return absl::ToUnixMillis(t); }
-
-google::protobuf::Timestamp ToProto(absl::Time t) {
-  return TimeUtil::MillisecondsToTimestamp(absl::ToUnixMillis(t));
 }
 
 absl::Status Corrupt(const std::string& what) {

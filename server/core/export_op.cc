@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/export/export.h"
+#include "common/version.h"
 #include "common/quant/clip.h"
 #include "common/quant/response_json.h"
 #include "common/status_macros.h"
@@ -15,17 +16,12 @@
 #include "google/protobuf/util/time_util.h"
 #include "nlohmann/json.hpp"
 #include "server/core/coordinator.h"
+#include "server/core/records.h"
 
 namespace qcal::server {
 namespace {
 
 using google::protobuf::util::TimeUtil;
-
-constexpr char kQcalVersion[] = "0.1.0";
-
-bool IsFinalState(v1::JobState s) {
-  return s == v1::JOB_CALIBRATED || s == v1::JOB_FAILED || s == v1::JOB_CANCELLED;
-}
 
 // Normalizes and checks everything that needs no state. Fills defaults.
 absl::Status NormalizeExportRequest(v1::ExportRequest* req) {
@@ -108,7 +104,7 @@ absl::StatusOr<v1::Operation> Coordinator::Export(const v1::ExportRequest& reque
         evaluation = &j;
       }
       // Two exports must not write the same folder.
-      if (j.record.kind() == v1::JOB_KIND_EXPORT && !IsFinalState(j.record.job().state()) &&
+      if (j.record.kind() == v1::JOB_KIND_EXPORT && !IsFinal(j.record.job().state()) &&
           j.record.export_payload().output_dir() == out) {
         return absl::AlreadyExistsError(
             absl::StrCat("export ", id, " is already writing ", out));
@@ -162,8 +158,7 @@ absl::StatusOr<Coordinator::JobView> Coordinator::PlanExportLocked(const v1::Exp
   nlohmann::ordered_json prov;
   prov["qcal_version"] = kQcalVersion;
   prov["operation"] = "operations/" + id;
-  prov["created"] = TimeUtil::ToString(TimeUtil::MillisecondsToTimestamp(
-      absl::ToUnixMillis(options_.now())));
+  prov["created"] = TimeUtil::ToString(ToProto(options_.now()));
   auto as_json = [](const google::protobuf::Message& m) -> absl::StatusOr<nlohmann::ordered_json> {
     google::protobuf::util::JsonPrintOptions po;
     po.preserve_proto_field_names = true;
@@ -199,7 +194,7 @@ absl::StatusOr<Coordinator::JobView> Coordinator::PlanExportLocked(const v1::Exp
   job->set_architecture(parent.architecture());
   job->mutable_progress()->set_shards_total(1);
   job->mutable_progress()->set_samples_total(0);
-  *job->mutable_create_time() = TimeUtil::MillisecondsToTimestamp(absl::ToUnixMillis(options_.now()));
+  *job->mutable_create_time() = ToProto(options_.now());
   return j;
 }
 

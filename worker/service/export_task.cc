@@ -2,7 +2,6 @@
 
 #include <openssl/evp.h>
 
-#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -11,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/export/export.h"
 #include "common/model_config.h"
+#include "common/model_files.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -52,30 +52,10 @@ absl::StatusOr<std::string> Sha256OfFiles(const std::vector<std::string>& paths)
 }
 
 absl::StatusOr<std::vector<std::string>> ModelContentFiles(const std::string& model_dir) {
-  const fs::path dir(model_dir);
-  std::vector<std::string> files = {(dir / "config.json").string()};
-  const fs::path single = dir / "model.safetensors";
-  const fs::path index = dir / "model.safetensors.index.json";
-  std::error_code ec;
-  if (fs::exists(single, ec)) {
-    files.push_back(single.string());
-    return files;
-  }
-  std::ifstream in(index);
-  if (!in) return absl::NotFoundError(absl::StrCat(model_dir, " has neither model.safetensors nor its index"));
-  const auto j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.contains("weight_map") || !j["weight_map"].is_object()) {
-    return absl::InvalidArgumentError(absl::StrCat(index.string(), " has no weight_map"));
-  }
-  std::vector<std::string> shards;
-  for (const auto& [name, file] : j["weight_map"].items()) {
-    if (file.is_string()) shards.push_back(file.get<std::string>());
-  }
-  std::sort(shards.begin(), shards.end());
-  shards.erase(std::unique(shards.begin(), shards.end()), shards.end());
-  files.push_back(index.string());
-  for (const auto& s : shards) files.push_back((dir / s).string());
-  return files;
+  QCAL_ASSIGN_OR_RETURN(std::unique_ptr<ModelFiles> files, ModelFiles::Open(model_dir));
+  std::vector<std::string> paths = {(fs::path(model_dir) / "config.json").string()};
+  for (std::string& p : files->paths()) paths.push_back(std::move(p));
+  return paths;
 }
 
 namespace {
@@ -93,22 +73,10 @@ absl::StatusOr<v1::ExportResponse> DescribeExisting(const v1::ExportTaskPayload&
         operation, ")"));
   }
   v1::ExportResponse r;
-  std::vector<std::string> files;
   int64_t bytes = 0;
-  std::error_code ec;
-  for (const auto& e : fs::recursive_directory_iterator(dir, ec)) {
-    if (!e.is_regular_file()) continue;
-    files.push_back(fs::relative(e.path(), dir).string());
-    bytes += static_cast<int64_t>(e.file_size());
-  }
-  std::sort(files.begin(), files.end());
+  QCAL_ASSIGN_OR_RETURN(std::vector<std::string> files, exporter::ListFiles(dir.string(), &bytes));
   for (const auto& f : files) r.add_files(f);
   r.set_bytes(bytes);
-  if (prov.contains("shadow_layers") && prov["shadow_layers"].is_array()) {
-    for (const auto& l : prov["shadow_layers"]) {
-      if (l.is_number_integer()) r.add_shadow_layers(l.get<int64_t>());
-    }
-  }
   return r;
 }
 
