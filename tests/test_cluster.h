@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -73,6 +74,37 @@ class Child {
   pid_t pid_ = -1;
   int exit_status_ = -1;
 };
+
+// Runs `argv` to completion with stdin from `in` (empty: /dev/null) and stdout and
+// stderr to the files `out` and `err`. Returns the wait status, or -1 when it could
+// not be started or ran past `timeout`.
+inline int RunProgram(std::vector<std::string> argv, const std::string& in, const std::string& out,
+                      const std::string& err,
+                      std::chrono::seconds timeout = std::chrono::seconds(300)) {
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, in.empty() ? "/dev/null" : in.c_str(), O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  std::vector<char*> args;
+  for (auto& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
+  pid_t pid;
+  const int rc = posix_spawn(&pid, args[0], &fa, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) return -1;
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  int status = -1;
+  while (waitpid(pid, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > until) {
+      ::kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+      return -1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return status;
+}
 
 inline std::string ReadAll(const std::string& path) {
   std::ifstream f(path);

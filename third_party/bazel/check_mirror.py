@@ -8,7 +8,7 @@ rules with `bazel query --output=xml`, and reports each difference:
 
   * a CMake library/executable with no Bazel rule of the same name in the same
     folder (//<folder>:<name>), or the wrong kind (library -> cc_library, test ->
-    cc_test, other executable -> cc_binary);
+    cc_test, other executable or MODULE library -> cc_binary);
   * different sources (.cc/.cpp/.c files; generated ones, e.g. proto/qcal/v1/x.pb.cc,
     are compared by their path under the build directory);
   * a qcal library the CMake target links that the Bazel rule does not depend on
@@ -33,7 +33,8 @@ import tempfile
 import xml.etree.ElementTree as ET
 
 SOURCE_EXTS = (".cc", ".cpp", ".cxx", ".c")
-CMAKE_KINDS = {"STATIC_LIBRARY", "SHARED_LIBRARY", "OBJECT_LIBRARY", "EXECUTABLE"}
+CMAKE_KINDS = {"STATIC_LIBRARY", "SHARED_LIBRARY", "OBJECT_LIBRARY", "MODULE_LIBRARY",
+               "EXECUTABLE"}
 TEST_DATA_LABEL = "//tests:test_data"
 
 
@@ -86,6 +87,8 @@ def cmake_targets(cmake, src_dir):
             kind = "cc_library"
             if t["type"] == "EXECUTABLE":
                 kind = "cc_test" if t["name"] in test_names else "cc_binary"
+            elif t["type"] == "MODULE_LIBRARY":  # a dlopened object: cc_binary(linkshared)
+                kind = "cc_binary"
             targets[(folder, t["name"])] = {
                 "kind": kind, "sources": sources, "defines": defines, "deps": deps}
         return targets
@@ -96,12 +99,13 @@ def cmake_targets(cmake, src_dir):
 def bazel_rules(bazel):
     """Returns {label: info} for every cc rule of this workspace."""
     r = subprocess.run(
-        [bazel, "query", "--output=xml", 'kind("cc_(library|binary|test) rule", //...)'],
+        [bazel, "query", "--output=xml", 'kind("(cc_(library|binary|test)|genrule) rule", //...)'],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if r.returncode != 0:
         sys.stderr.write(r.stderr)
         raise SystemExit("check_mirror: bazel query failed")
     rules = {}
+    generated_from = {}  # genrule output label -> the genrule's srcs
     for rule in ET.fromstring(r.stdout).iter("rule"):
         info = {"kind": rule.get("class"), "srcs": [], "deps": [], "data": [],
                 "local_defines": [], "tags": []}
@@ -111,7 +115,16 @@ def bazel_rules(bazel):
                 info[name] = [e.get("value") for e in lst.findall("label")]
             elif name in ("local_defines", "tags"):
                 info[name] = [e.get("value") for e in lst.findall("string")]
+        if info["kind"] == "genrule":
+            for out in rule.findall("rule-output"):
+                generated_from[out.get("name")] = info["srcs"]
+            continue
         rules[rule.get("name")] = info
+    # A source generated from a target (CMake: add_custom_command DEPENDS target,
+    # e.g. qcal_text's embedded qcal_spm_shim) counts as a dependency on it.
+    for info in rules.values():
+        for s in info["srcs"]:
+            info["deps"] = info["deps"] + generated_from.get(s, [])
     return rules
 
 

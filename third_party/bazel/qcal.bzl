@@ -19,16 +19,6 @@ QCAL_TEST_DEFINES = ['QCAL_TEST_DATA_DIR=\\"tests/data\\"']
 QCAL_TEST_DATA = ["//tests:test_data"]
 
 
-# CMake's qcal_link_protobuf_first: libsentencepiece embeds protobuf-lite and
-# exports weak protobuf symbols; a program that also loads libprotobuf (gRPC) must
-# have libprotobuf first in its load order. A binary's own linkopts come before
-# those of its dependencies on Bazel's link line.
-PROTOBUF_FIRST_LINKOPTS = [
-    "-Wl,--push-state,--no-as-needed",
-    "-lprotobuf",
-    "-Wl,--pop-state",
-]
-
 def _system_includes_impl(ctx):
     return [CcInfo(compilation_context = cc_common.create_compilation_context(
         system_includes = depset(ctx.attr.includes),

@@ -1,9 +1,9 @@
 // No abseil header may be included here (see spm_backend.h).
 #include "worker/text/spm_backend.h"
 
-#include <sentencepiece_processor.h>
-
 #include <cstdint>
+
+#include "worker/text/spm_shim_loader.h"
 
 namespace qcal::text {
 namespace {
@@ -57,8 +57,6 @@ constexpr uint64_t kNormalizerAddDummyPrefix = 3;
 constexpr uint64_t kNormalizerRemoveExtraWhitespaces = 4;
 constexpr uint64_t kNormalizerEscapeWhitespaces = 5;
 
-std::string ToString(const sentencepiece::util::Status& s) { return s.ToString(); }
-
 }  // namespace
 
 bool DisableDummyPrefix(const std::string& model_bytes, std::string* out,
@@ -101,9 +99,50 @@ bool DisableDummyPrefix(const std::string& model_bytes, std::string* out,
   return true;
 }
 
+namespace {
+
+void AppendBytes(void* ctx, const char* data, size_t size) {
+  static_cast<std::string*>(ctx)->append(data, size);
+}
+
+// Collects one call's outputs for the shim's sinks.
+struct CallOutputs {
+  std::vector<int>* ids = nullptr;
+  std::string* text = nullptr;
+  std::string* error = nullptr;
+};
+
+void SinkIds(void* ctx, const int* ids, size_t count) {
+  static_cast<CallOutputs*>(ctx)->ids->assign(ids, ids + count);
+}
+void SinkText(void* ctx, const char* data, size_t size) {
+  static_cast<CallOutputs*>(ctx)->text->assign(data, size);
+}
+void SinkError(void* ctx, const char* data, size_t size) {
+  static_cast<CallOutputs*>(ctx)->error->assign(data, size);
+}
+
+}  // namespace
+
+// Two processors of the shim: the model as stored, and with add_dummy_prefix off.
 struct SpmBackend::Impl {
-  sentencepiece::SentencePieceProcessor with_prefix;
-  sentencepiece::SentencePieceProcessor without_prefix;
+  const QcalSpmApi* api = nullptr;
+  QcalSpmProcessor* with_prefix = nullptr;
+  QcalSpmProcessor* without_prefix = nullptr;
+
+  ~Impl() {
+    if (with_prefix != nullptr) api->destroy(with_prefix);
+    if (without_prefix != nullptr) api->destroy(without_prefix);
+  }
+  const QcalSpmProcessor* get(bool dummy_prefix) const {
+    return dummy_prefix ? with_prefix : without_prefix;
+  }
+  QcalSpmProcessor* Load(const std::string& bytes, std::string* error) const {
+    error->clear();
+    QcalSpmProcessor* p = api->load(bytes.data(), bytes.size(), AppendBytes, error);
+    if (p == nullptr && error->empty()) *error = "sentencepiece: model did not load";
+    return p;
+  }
 };
 
 SpmBackend::SpmBackend() : impl_(std::make_unique<Impl>()) {}
@@ -111,57 +150,55 @@ SpmBackend::~SpmBackend() = default;
 
 std::unique_ptr<SpmBackend> SpmBackend::Load(const std::string& model_bytes, std::string* error) {
   std::unique_ptr<SpmBackend> b(new SpmBackend());
-  auto status = b->impl_->with_prefix.LoadFromSerializedProto(model_bytes);
-  if (!status.ok()) {
-    *error = ToString(status);
-    return nullptr;
-  }
+  b->impl_->api = SpmShimApi(error);
+  if (b->impl_->api == nullptr) return nullptr;
+  b->impl_->with_prefix = b->impl_->Load(model_bytes, error);
+  if (b->impl_->with_prefix == nullptr) return nullptr;
   std::string no_prefix;
   if (!DisableDummyPrefix(model_bytes, &no_prefix, &b->add_dummy_prefix_,
                           &b->identity_normalizer_)) {
     *error = "not a well-formed ModelProto";
     return nullptr;
   }
-  status = b->impl_->without_prefix.LoadFromSerializedProto(no_prefix);
-  if (!status.ok()) {
-    *error = ToString(status);
-    return nullptr;
-  }
+  b->impl_->without_prefix = b->impl_->Load(no_prefix, error);
+  if (b->impl_->without_prefix == nullptr) return nullptr;
   return b;
 }
 
 bool SpmBackend::Encode(std::string_view text, bool dummy_prefix, std::vector<int>* ids,
                         std::string* error) const {
-  const auto& sp = dummy_prefix ? impl_->with_prefix : impl_->without_prefix;
-  auto status = sp.Encode(text, ids);
-  if (!status.ok()) {
-    *error = ToString(status);
-    return false;
-  }
-  return true;
+  CallOutputs out{ids, nullptr, error};
+  ids->clear();
+  return impl_->api->encode(impl_->get(dummy_prefix), text.data(), text.size(), SinkIds,
+                            SinkError, &out) != 0;
 }
 
 bool SpmBackend::Decode(const std::vector<int>& ids, bool dummy_prefix, std::string* text,
                         std::string* error) const {
-  const auto& sp = dummy_prefix ? impl_->with_prefix : impl_->without_prefix;
-  auto status = sp.Decode(ids, text);
-  if (!status.ok()) {
-    *error = ToString(status);
-    return false;
-  }
-  return true;
+  CallOutputs out{nullptr, text, error};
+  text->clear();
+  return impl_->api->decode(impl_->get(dummy_prefix), ids.data(), ids.size(), SinkText,
+                            SinkError, &out) != 0;
 }
 
-int SpmBackend::piece_size() const { return impl_->with_prefix.GetPieceSize(); }
-std::string SpmBackend::IdToPiece(int id) const { return impl_->with_prefix.IdToPiece(id); }
-int SpmBackend::PieceToId(std::string_view piece) const {
-  return impl_->with_prefix.PieceToId(piece);
+int SpmBackend::piece_size() const { return impl_->api->piece_size(impl_->with_prefix); }
+std::string SpmBackend::IdToPiece(int id) const {
+  std::string piece;
+  impl_->api->id_to_piece(impl_->with_prefix, id, AppendBytes, &piece);
+  return piece;
 }
-bool SpmBackend::IsControl(int id) const { return impl_->with_prefix.IsControl(id); }
-bool SpmBackend::IsUnknown(int id) const { return impl_->with_prefix.IsUnknown(id); }
-int SpmBackend::unk_id() const { return impl_->with_prefix.unk_id(); }
-int SpmBackend::bos_id() const { return impl_->with_prefix.bos_id(); }
-int SpmBackend::eos_id() const { return impl_->with_prefix.eos_id(); }
-int SpmBackend::pad_id() const { return impl_->with_prefix.pad_id(); }
+int SpmBackend::PieceToId(std::string_view piece) const {
+  return impl_->api->piece_to_id(impl_->with_prefix, piece.data(), piece.size());
+}
+bool SpmBackend::IsControl(int id) const {
+  return impl_->api->is_control(impl_->with_prefix, id) != 0;
+}
+bool SpmBackend::IsUnknown(int id) const {
+  return impl_->api->is_unknown(impl_->with_prefix, id) != 0;
+}
+int SpmBackend::unk_id() const { return impl_->api->special_id(impl_->with_prefix, QCAL_SPM_UNK); }
+int SpmBackend::bos_id() const { return impl_->api->special_id(impl_->with_prefix, QCAL_SPM_BOS); }
+int SpmBackend::eos_id() const { return impl_->api->special_id(impl_->with_prefix, QCAL_SPM_EOS); }
+int SpmBackend::pad_id() const { return impl_->api->special_id(impl_->with_prefix, QCAL_SPM_PAD); }
 
 }  // namespace qcal::text

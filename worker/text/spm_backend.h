@@ -1,10 +1,14 @@
-// Internal to qcal_text: the only code that includes libsentencepiece's header.
+// Internal to qcal_text: SentencePiece models through qcal_spm_shim, the shared
+// object that alone includes and links libsentencepiece (spm_shim.cc), loaded into
+// its own symbol scope by spm_shim_loader.h. Only C types cross into the shim, so
+// this class works in every program, gRPC's libprotobuf loaded or not
+// (docs/sentencepiece.md).
 //
 // Debian's sentencepiece header declares `namespace absl { using std::string_view; }`,
-// which clashes with Debian's abseil (whose absl::string_view is its own class), so
-// this header and spm_backend.cc use no abseil at all; spm_tokenizer.cc wraps it.
+// which clashes with Debian's abseil, so the shim's files use no abseil;
+// spm_tokenizer.cc wraps this class for the rest of qcal_text.
 //
-// Thread-safe after Load: SentencePieceProcessor's encode/decode are const.
+// Thread-safe after Load: the shim's encode/decode are const.
 #ifndef QCAL_WORKER_TEXT_SPM_BACKEND_H_
 #define QCAL_WORKER_TEXT_SPM_BACKEND_H_
 
@@ -19,7 +23,8 @@ class SpmBackend {
  public:
   // Loads a serialized ModelProto (the bytes of tokenizer.model). Also prepares a
   // second processor with add_dummy_prefix off, for text that follows a special
-  // token under transformers' legacy=false. Returns null and sets *error on failure.
+  // token under transformers' legacy=false. Returns null and sets *error on failure,
+  // also when the shim cannot be loaded (libsentencepiece0 missing); never aborts.
   static std::unique_ptr<SpmBackend> Load(const std::string& model_bytes, std::string* error);
   ~SpmBackend();
 

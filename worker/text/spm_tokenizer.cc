@@ -10,6 +10,7 @@
 #include "worker/text/added_tokens.h"
 #include "worker/text/id_cache.h"
 #include "worker/text/spm_backend.h"
+#include "worker/text/spm_shim_loader.h"
 
 namespace qcal::text {
 namespace {
@@ -166,6 +167,11 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> CreateSpmTokenizer(const std::string&
                                                               const TokenizerConfig& config) {
   QCAL_ASSIGN_OR_RETURN(std::string bytes, ReadWholeFile(model_path));
   std::string error;
+  // A shim that does not load is this machine's fault, not the model's: retryable
+  // elsewhere, unlike a file that is not a SentencePiece model.
+  if (SpmShimApi(&error) == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(model_path, ": ", error));
+  }
   std::unique_ptr<SpmBackend> spm = SpmBackend::Load(bytes, &error);
   if (spm == nullptr) {
     return absl::InvalidArgumentError(
