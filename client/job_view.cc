@@ -6,6 +6,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "client/exit_codes.h"
@@ -70,6 +71,22 @@ std::string FormatJobDetails(const v1::Job& job) {
                   ", batch_size ", spec.batch_size(), ")\n");
   absl::StrAppend(&out, "samples:    ", p.samples_done(), "/", p.samples_total(), "\n",
                   "tokens:     ", p.tokens_done(), "\n");
+  if (p.workers_size() > 0) {
+    absl::StrAppend(&out, "workers:    ", p.workers_active(), " working now, ", p.workers_size(),
+                    " took part");
+    if (p.backup_tasks() > 0) {
+      absl::StrAppend(&out, "; ", p.backup_tasks(), " backup task",
+                      p.backup_tasks() == 1 ? "" : "s", " for stragglers, ", p.backup_wins(),
+                      " won");
+    }
+    absl::StrAppend(&out, "\n");
+    for (const v1::WorkerShare& w : p.workers()) {
+      absl::StrAppend(&out, "            ", w.name().empty() ? w.worker_id() : w.name(),
+                      w.active() ? " (working)" : "", ": ", w.samples_done(), " samples in ",
+                      w.tasks_done(), " task", w.tasks_done() == 1 ? "" : "s",
+                      absl::StrFormat(", %.1f samples/s", w.samples_per_second()), "\n");
+    }
+  }
   if (p.lease_expiries() > 0 || p.stale_reports() > 0) {
     absl::StrAppend(&out, "recoveries: ", p.lease_expiries(), " lease expiries, ",
                     p.stale_reports(), " stale reports\n");

@@ -24,6 +24,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace e2e;
+using testing::ReadAll;
 using testing::TestCluster;
 
 // The single-process engine's statistics for the same sampling options.
@@ -114,8 +115,60 @@ TEST(ServiceE2eTest, KillNineWorkerMidShard) {
   c.AddWorker();
   v1::Job j = WaitFinal(c, id);
   ASSERT_EQ(j.state(), v1::JOB_CALIBRATED) << c.Logs();
-  EXPECT_GE(j.progress().lease_expiries(), 1);
+  // The dead worker's shard came back through its lease expiring, or earlier through
+  // a backup task once the other workers ran out of work.
+  EXPECT_GE(j.progress().lease_expiries() + j.progress().backup_wins(), 1);
   EXPECT_EQ(j.progress().samples_done(), 24);  // no shard counted twice
+  ExpectSameStatistics(FetchStats(c, id), Reference(24, 64));
+}
+
+// A straggler: the first worker finishes its task but reports 8 s late (no
+// heartbeats meanwhile). The second worker takes every other shard, then a backup of
+// the straggler's; the job completes while the straggler still holds its lease,
+// every shard counted once, and the straggler's late report is refused by name.
+TEST(ServiceE2eTest, AStragglersTaskIsBackedUpAndItsLateReportRefused) {
+  TestCluster c(TempDir("backup"));
+  ASSERT_TRUE(c.StartCoordinator(kData, /*lease_seconds=*/15)) << c.Logs();
+  const std::string id = Submit(c, Spec(24, 64, 4, 4));
+  c.AddWorker({"--debug-report-delay-ms", "8000"});
+  ASSERT_TRUE(WaitFor(c, id, [](const v1::Job& j) { return j.progress().shards_leased() > 0; }))
+      << c.Logs();
+  c.AddWorker();
+  const v1::Job j = WaitFinal(c, id);
+  const std::string straggler_log = ReadAll(c.dir() + "/worker0.log");
+  ASSERT_EQ(j.state(), v1::JOB_CALIBRATED) << c.Logs();
+  EXPECT_EQ(straggler_log.find("reported"), std::string::npos) << straggler_log;
+  EXPECT_EQ(straggler_log.find("refused"), std::string::npos) << straggler_log;
+  EXPECT_TRUE(c.workers()[0]->running());
+  EXPECT_EQ(j.progress().backup_tasks(), 1);
+  EXPECT_EQ(j.progress().backup_wins(), 1);
+  EXPECT_EQ(j.progress().shards_done(), 6);
+  EXPECT_EQ(j.progress().samples_done(), 24);
+  EXPECT_EQ(j.progress().lease_expiries(), 0);
+  ASSERT_EQ(j.progress().workers_size(), 2);
+  EXPECT_EQ(j.progress().workers(0).tasks_done(), 0);
+  EXPECT_EQ(j.progress().workers(1).samples_done(), 24);
+  ExpectSameStatistics(FetchStats(c, id), Reference(24, 64));
+
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  std::string log;
+  while (std::chrono::steady_clock::now() < until &&
+         (log = ReadAll(c.dir() + "/worker0.log")).find("report refused") == std::string::npos) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_NE(log.find("report refused: task " + id + ".t"), std::string::npos) << log;
+  EXPECT_NE(log.find("was superseded"), std::string::npos) << log;
+  std::printf("straggler: %s", log.substr(log.find("report refused")).c_str());
+  // Nothing changed, and the straggler moved on (it is still serving).
+  auto stub = v1::CalibrationService::NewStub(c.Channel());
+  grpc::ClientContext ctx;
+  v1::GetJobRequest r;
+  r.set_job_id(id);
+  v1::Job after;
+  ASSERT_TRUE(stub->GetJob(&ctx, r, &after).ok());
+  EXPECT_EQ(after.progress().samples_done(), 24);
+  EXPECT_EQ(after.version(), j.version());
+  EXPECT_TRUE(c.workers()[0]->running());
   ExpectSameStatistics(FetchStats(c, id), Reference(24, 64));
 }
 

@@ -35,6 +35,10 @@ int main(int argc, char** argv) {
   app.add_option("--debug-export-pause-ms", loop.export_pause_ms,
                  "Tests only: pause between an export's files and its final rename")
       ->group("");
+  app.add_option("--debug-report-delay-ms", loop.report_delay_ms,
+                 "Tests only: wait this long, without heartbeats, between finishing a task "
+                 "and reporting it (a straggler)")
+      ->group("");
   qcal::AddCalibrateCommand(app);
   qcal::text::AddTokenizeCommand(app);
   try {

@@ -43,6 +43,13 @@ absl::Status Corrupt(const std::string& what) {
   return absl::DataLossError(absl::StrCat("stored record ", what, " is corrupt"));
 }
 
+// The refusal of a report whose task lost the race with its backup (or original).
+absl::Status Superseded(const v1::TaskRecord& t) {
+  return absl::FailedPreconditionError(absl::StrCat(
+      "task ", t.task_id(), " was superseded: task ", t.superseded_by(),
+      " ran the same shards and reported first; this report was refused"));
+}
+
 }  // namespace
 
 Coordinator::Coordinator(Store* store, CoordinatorOptions options, Metrics* metrics,
@@ -249,6 +256,16 @@ void Coordinator::Touch(JobView& j) {
   int64_t leased = 0;
   for (const auto& s : j.shards) leased += s.state() == v1::SHARD_LEASED;
   job->mutable_progress()->set_shards_leased(leased);
+  std::set<std::string> active;
+  if (!IsFinal(job->state())) {
+    for (const auto& [id, t] : tasks_) {
+      if (t.job_id() == job->id() && t.state() == v1::TASK_LEASED) active.insert(t.worker_id());
+    }
+  }
+  job->mutable_progress()->set_workers_active(static_cast<int32_t>(active.size()));
+  for (auto& share : *job->mutable_progress()->mutable_workers()) {
+    share.set_active(active.count(share.worker_id()) > 0);
+  }
 }
 
 void Coordinator::FailJob(JobView& j, const std::string& error) {
@@ -811,115 +828,10 @@ absl::StatusOr<v1::RegisterWorkerResponse> Coordinator::RegisterWorker(
   v1::RegisterWorkerResponse resp;
   resp.set_worker_id(NewId("w-"));
   resp.set_heartbeat_interval_ms(static_cast<int32_t>(absl::ToInt64Milliseconds(options_.heartbeat_interval)));
-  workers_[resp.worker_id()] = {r.name(), options_.now()};
+  WorkerView& w = workers_[resp.worker_id()];
+  w.name = r.name();
+  w.last_seen = w.idle_since = options_.now();
   UpdateGauges();
-  return resp;
-}
-
-absl::StatusOr<v1::LeaseTaskResponse> Coordinator::LeaseTask(const v1::LeaseTaskRequest& r) {
-  std::set<std::string> changed;
-  v1::LeaseTaskResponse resp;
-  {
-    absl::MutexLock lock(&mu_);
-    auto w = workers_.find(r.worker_id());
-    if (w == workers_.end()) {
-      return absl::NotFoundError(absl::StrCat("unknown worker \"", r.worker_id(),
-                                              "\" (the coordinator restarted?); register again"));
-    }
-    const absl::Time now = options_.now();
-    w->second.last_seen = now;
-    // Oldest runnable job first, preferring the model the worker has loaded.
-    JobView* chosen = nullptr;
-    for (auto& [id, j] : jobs_) {
-      if (IsFinal(j.record.job().state()) || j.pending.empty()) continue;
-      if (chosen == nullptr) chosen = &j;
-      if (!r.loaded_model().empty() && j.record.job().resolved_model() == r.loaded_model()) {
-        chosen = &j;
-        break;
-      }
-    }
-    if (chosen == nullptr) {
-      resp.set_retry_after_ms(500);
-      return resp;
-    }
-    JobView& next = *chosen;
-    const v1::Job& job = next.record.job();
-    // Size the task so it takes about report_interval_seconds at the measured speed.
-    int64_t want = 1;
-    if (next.record.samples_per_second() > 0) {
-      const double samples = next.record.samples_per_second() * job.spec().report_interval_seconds();
-      want = std::max<int64_t>(1, static_cast<int64_t>(samples / next.record.shard_size()));
-    }
-    const int64_t begin = *next.pending.begin();
-    int64_t end = begin;
-    const bool eval = next.record.kind() == v1::JOB_KIND_EVALUATE;
-    const int64_t per = std::max<int64_t>(1, next.record.units_per_variant());
-    while (end - begin < want && next.pending.count(end) && (!eval || end / per == begin / per)) {
-      ++end;
-    }
-
-    v1::TaskRecord t;
-    t.set_task_id(absl::StrCat(job.id(), ".t", next.record.next_task_seq()));
-    next.record.set_next_task_seq(next.record.next_task_seq() + 1);
-    t.set_job_id(job.id());
-    t.set_shard_begin(begin);
-    t.set_shard_end(end);
-    t.set_lease_id(NewId("lease-"));
-    t.set_worker_id(r.worker_id());
-    t.set_state(v1::TASK_LEASED);
-    t.set_leased_at_ms(ToMs(now));
-    t.set_deadline_ms(ToMs(now + options_.lease_duration));
-    WriteBatch b;
-    for (int64_t s = begin; s < end; ++s) {
-      next.pending.erase(s);
-      next.shards[s].set_state(v1::SHARD_LEASED);
-      next.shards[s].set_task_id(t.task_id());
-      PutShard(b, job.id(), s, next.shards[s]);
-    }
-    if (job.state() == v1::JOB_PENDING) next.record.mutable_job()->set_state(v1::JOB_RUNNING);
-    Touch(next);
-    PutJob(b, next);
-    PutTask(b, t);
-    QCAL_RETURN_IF_ERROR(WriteOrReload(b, t.job_id()));
-    tasks_[t.task_id()] = t;
-
-    const v1::Job& cur = chosen->record.job();
-    v1::Task* task = resp.mutable_task();
-    task->set_task_id(t.task_id());
-    task->set_job_id(cur.id());
-    task->set_kind(v1::TASK_CALIBRATE);
-    task->set_lease_id(t.lease_id());
-    *task->mutable_lease_deadline() = TimeUtil::MillisecondsToTimestamp(t.deadline_ms());
-    task->set_model(cur.resolved_model());
-    task->set_corpus(cur.resolved_corpus());
-    *task->mutable_sampling() = cur.spec().sampling();
-    task->set_shard_begin(begin);
-    task->set_shard_end(end);
-    const int64_t size = chosen->record.shard_size();
-    task->set_shard_size(static_cast<int32_t>(size));
-    task->set_batch_size(cur.spec().batch_size());
-    if (chosen->record.kind() == v1::JOB_KIND_EXPORT) {
-      task->set_kind(v1::TASK_EXPORT);
-      task->set_sample_begin(0);
-      task->set_sample_end(0);
-      task->mutable_payload()->PackFrom(chosen->record.export_payload());
-    } else if (eval) {
-      const v1::EvaluateRequest& er = chosen->record.evaluate();
-      const int64_t total = er.eval_sampling().num_samples();
-      task->set_kind(v1::TASK_EVALUATE);
-      *task->mutable_sampling() = er.eval_sampling();
-      task->set_sample_begin(std::min(total, (begin % per) * size));
-      task->set_sample_end(std::min(total, ((end - 1) % per + 1) * size));
-      task->mutable_payload()->PackFrom(chosen->record.variants(static_cast<int>(begin / per)));
-    } else {
-      const int64_t total = cur.progress().samples_total();
-      task->set_sample_begin(std::min(total, begin * size));
-      task->set_sample_end(std::min(total, end * size));
-    }
-    changed.insert(cur.id());
-    UpdateGauges();
-  }
-  Notify(changed);
   return resp;
 }
 
@@ -942,6 +854,11 @@ absl::StatusOr<v1::HeartbeatResponse> Coordinator::Heartbeat(const v1::Heartbeat
   const JobView& j = jobs_.at(t.job_id());
   if (t.state() == v1::TASK_CANCELLED || IsFinal(j.record.job().state())) {
     resp.set_cancelled(true);
+    resp.set_reason(!t.superseded_by().empty()
+                        ? absl::StrCat("superseded: task ", t.superseded_by(),
+                                       " ran the same shards and reported first")
+                        : absl::StrCat("job ", j.record.job().id(), " is ",
+                                       v1::JobState_Name(j.record.job().state())));
     *resp.mutable_lease_deadline() = TimeUtil::MillisecondsToTimestamp(t.deadline_ms());
     return resp;
   }
@@ -979,6 +896,7 @@ absl::StatusOr<v1::CompleteTaskResponse> Coordinator::CompleteTask(
                                                      " was already completed with this lease"));
       }
       if (metrics_) metrics_->StaleReport();
+      if (!rec.superseded_by().empty()) return Superseded(rec);
       return absl::FailedPreconditionError(absl::StrCat(
           "task ", header.task_id(), " is ", v1::TaskState_Name(rec.state()),
           "; the report under lease ", header.lease_id(), " was refused (not current)"));
@@ -989,6 +907,10 @@ absl::StatusOr<v1::CompleteTaskResponse> Coordinator::CompleteTask(
           "lease ", header.lease_id(), " of task ", header.task_id(), " is not current"));
     }
     if (t->state() == v1::TASK_CANCELLED) {
+      if (!t->superseded_by().empty()) {
+        if (metrics_) metrics_->StaleReport();
+        return Superseded(*t);
+      }
       return absl::FailedPreconditionError(
           absl::StrCat("job of task ", header.task_id(), " was cancelled; result dropped"));
     }
@@ -1076,7 +998,14 @@ absl::StatusOr<v1::CompleteTaskResponse> Coordinator::CompleteTask(
                                                         v1::JobState_Name(j.record.job().state())));
     }
     JobView& next = j;
+    const absl::Time now = options_.now();
     WriteBatch b;
+    // The first report of a task and its backup wins; the other lease ends here.
+    if (v1::TaskRecord* sibling = SiblingLocked(t); sibling != nullptr) {
+      sibling->set_state(v1::TASK_CANCELLED);
+      sibling->set_superseded_by(t.task_id());
+      PutTask(b, *sibling);
+    }
     for (size_t i = 0; i < operands.size(); ++i) {
       b.Merge(Family::kStats, StatsKey(job_id, static_cast<int64_t>(i)), operands[i]);
     }
@@ -1091,14 +1020,22 @@ absl::StatusOr<v1::CompleteTaskResponse> Coordinator::CompleteTask(
     t.set_state(v1::TASK_DONE);
     t.set_samples_done(header.samples());
     PutTask(b, t);
+    it->second.set_state(v1::TASK_DONE);  // for Touch; restored if the write fails
     v1::JobProgress* p = next.record.mutable_job()->mutable_progress();
     p->set_shards_done(p->shards_done() + (t.shard_end() - t.shard_begin()));
     p->set_samples_done(p->samples_done() + header.samples());
     p->set_tokens_done(p->tokens_done() + header.tokens());
+    if (!t.backup_of().empty()) p->set_backup_wins(p->backup_wins() + 1);
+    v1::WorkerShare* share = ShareLocked(next, t.worker_id(), now);
+    share->set_tasks_done(share->tasks_done() + 1);
+    share->set_samples_done(share->samples_done() + header.samples());
+    *share->mutable_last_report_time() = TimeUtil::MillisecondsToTimestamp(ToMs(now));
     if (header.compute_seconds() > 0) {
       const double sps = header.samples() / header.compute_seconds();
       const double old = next.record.samples_per_second();
       next.record.set_samples_per_second(old > 0 ? 0.5 * old + 0.5 * sps : sps);
+      const double mine = share->samples_per_second();
+      share->set_samples_per_second(mine > 0 ? 0.5 * mine + 0.5 * sps : sps);
     }
     if (p->shards_done() == p->shards_total()) {
       if (eval) {
@@ -1120,10 +1057,15 @@ absl::StatusOr<v1::CompleteTaskResponse> Coordinator::CompleteTask(
     Touch(next);
     PutJob(b, next);
     QCAL_RETURN_IF_ERROR(WriteOrReload(b, job_id));
+    // The loser of a backup race stays (TASK_CANCELLED) until its lease runs out,
+    // so that its heartbeats say cancelled and its report is refused by name.
     tasks_.erase(it);
+    WorkerTaskEndedLocked(t.worker_id(), now, static_cast<double>(header.samples()),
+                          header.compute_seconds());
     resp.set_job_state(j.record.job().state());
     changed.insert(job_id);
     if (metrics_) {
+      if (!t.backup_of().empty()) metrics_->BackupWon();
       metrics_->Report(bytes);
       metrics_->TokensProcessed(header.tokens());
       metrics_->MergeLatency(absl::ToDoubleSeconds(absl::Now() - start));
@@ -1140,7 +1082,13 @@ void Coordinator::ReleaseTask(WriteBatch& b, v1::TaskRecord& task, v1::TaskState
   JobView& j = jobs_.at(task.job_id());
   task.set_state(end_state);
   PutTask(b, task);
+  if (auto it = tasks_.find(task.task_id()); it != tasks_.end()) {
+    it->second.set_state(end_state);  // for Touch; restored if the write fails
+  }
+  WorkerTaskEndedLocked(task.worker_id(), options_.now(), 0, 0);
   if (IsFinal(j.record.job().state())) return;
+  // With a live backup (or original) of the same shards, they stay with it.
+  const v1::TaskRecord* sibling = SiblingLocked(task);
   std::string fatal;
   for (int64_t s = task.shard_begin(); s < task.shard_end(); ++s) {
     v1::ShardRecord& shard = j.shards[s];
@@ -1148,9 +1096,13 @@ void Coordinator::ReleaseTask(WriteBatch& b, v1::TaskRecord& task, v1::TaskState
     shard.set_failed_attempts(shard.failed_attempts() + 1);
     shard.add_failure_reasons(reason);
     while (shard.failure_reasons_size() > 8) shard.mutable_failure_reasons()->erase(shard.mutable_failure_reasons()->begin());
-    shard.set_state(v1::SHARD_PENDING);
-    shard.clear_task_id();
-    j.pending.insert(s);
+    if (sibling != nullptr) {
+      shard.set_task_id(sibling->task_id());
+    } else {
+      shard.set_state(v1::SHARD_PENDING);
+      shard.clear_task_id();
+      j.pending.insert(s);
+    }
     PutShard(b, task.job_id(), s, shard);
     if (!retryable || shard.failed_attempts() >= options_.max_shard_attempts) {
       if (fatal.empty()) {
@@ -1232,7 +1184,12 @@ absl::Status Coordinator::ExpireLeases() {
     // Forget workers not seen for a long time.
     const absl::Time cutoff = options_.now() - 10 * options_.lease_duration;
     for (auto it = workers_.begin(); it != workers_.end();) {
-      it = it->second.last_seen < cutoff ? workers_.erase(it) : std::next(it);
+      if (it->second.last_seen >= cutoff) {
+        ++it;
+        continue;
+      }
+      if (metrics_) metrics_->RemoveWorker(it->first, it->second.name);
+      it = workers_.erase(it);
     }
     UpdateGauges();
   }

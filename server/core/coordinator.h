@@ -15,6 +15,13 @@
 // Expired leases return their shards to the queue; a shard whose leases fail
 // `max_shard_attempts` times fails the job with the reasons kept.
 //
+// Spreading work (scheduling.h): a task is never larger than the pending shards
+// divided over the live workers. When nothing is pending, an idle worker may get a
+// backup lease of a straggler's shards (TaskRecord.backup_of); the first of the two
+// reports is merged, in the same one batch that marks the other TASK_CANCELLED with
+// superseded_by, so its heartbeats say cancelled and its report is refused. If
+// either lease ends without a result, the shards stay with the other.
+//
 // Thread-safety: all methods are thread-safe (one mutex; store writes happen under
 // it, so the order of writes is the order of decisions).
 #ifndef QCAL_SERVER_CORE_COORDINATOR_H_
@@ -139,6 +146,9 @@ class Coordinator {
   struct WorkerView {
     std::string name;
     absl::Time last_seen;
+    double samples_per_second = 0;  // moving average of its reports, any job
+    // When its last task ended (or it registered); InfiniteFuture while it holds one.
+    absl::Time idle_since = absl::InfiniteFuture();
   };
 
   Coordinator(Store* store, CoordinatorOptions options, Metrics* metrics, PathPolicy paths,
@@ -165,6 +175,41 @@ class Coordinator {
                    const std::string& reason, bool retryable, std::set<std::string>* changed)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FailJob(JobView& j, const std::string& error) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // ---- leasing (leasing.cc) ----
+  // The runnable job a worker should take next (oldest first, preferring the model
+  // it has loaded), or null.
+  JobView* ChooseJobLocked(const std::string& loaded_model) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Leases the next pending shards of `j` (sized by scheduling.h) to `worker_id`.
+  absl::Status LeaseShardsLocked(JobView& j, const std::string& worker_id, absl::Time now,
+                                 v1::Task* out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // With nothing pending anywhere: leases to `worker_id` a backup of the straggler
+  // most worth one (scheduling.h), if any. Returns whether it did.
+  absl::StatusOr<bool> LeaseBackupLocked(const std::string& worker_id, absl::Time now,
+                                         v1::Task* out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A new lease of shards [begin, end) of `j` for `worker_id` (not yet stored).
+  v1::TaskRecord NewTaskLocked(JobView& j, const std::string& worker_id, int64_t begin,
+                               int64_t end, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Stores `t` with `j` (and whatever `b` holds) and registers the lease; fills `out`.
+  absl::Status StartLeaseLocked(WriteBatch& b, JobView& j, const v1::TaskRecord& t,
+                                absl::Time now, v1::Task* out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The task message a worker gets for lease `t` of `j`.
+  void FillTask(const JobView& j, const v1::TaskRecord& t, v1::Task* task) const;
+  // The other live lease of the same shards as `t` (its backup, or the task it backs
+  // up), or null.
+  v1::TaskRecord* SiblingLocked(const v1::TaskRecord& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `worker_id`'s share of `j`, added on first use.
+  v1::WorkerShare* ShareLocked(JobView& j, const std::string& worker_id, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Its measured speed on `j`; the job's when it has none.
+  double SpeedOnJob(const JobView& j, const std::string& worker_id) const;
+  // Workers seen within the last lease period.
+  int64_t LiveWorkersLocked(absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Idle-time and speed accounting of workers (metrics).
+  void WorkerLeasedLocked(const std::string& worker_id, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void WorkerTaskEndedLocked(const std::string& worker_id, absl::Time now, double samples,
+                             double compute_seconds) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Builds an export's internal job record from a validated request (export_op.cc).
   absl::StatusOr<JobView> PlanExportLocked(const v1::ExportRequest& req, double threshold,
                                            const std::string& output_dir)

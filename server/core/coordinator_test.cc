@@ -148,6 +148,33 @@ class CoordinatorTest : public ::testing::Test {
     return {h, out};
   }
 
+  // A two-shard job whose first lease (worker `slow`) straggles: the other shard
+  // (worker `fast`) is reported at 8 samples/s, and 3 s later `fast` gets a backup of
+  // the straggler's. Workers are registered unless given.
+  struct Backed {
+    v1::Job job;
+    std::string slow, fast;
+    v1::Task straggler, backup;
+  };
+  Backed StartBackup(std::string slow = "", std::string fast = "") {
+    Backed b;
+    b.slow = slow.empty() ? Register() : slow;
+    b.fast = fast.empty() ? Register() : fast;
+    auto job = core_->SubmitJob(Spec(8, 4));
+    EXPECT_TRUE(job.ok()) << job.status();
+    if (!job.ok()) return b;
+    b.job = *job;
+    b.straggler = Lease(b.slow);
+    v1::Task other = Lease(b.fast);
+    auto [h, l] = Report(b.fast, other, b.job, nullptr);
+    EXPECT_TRUE(core_->CompleteTask(h, l).ok());
+    clock_ += absl::Seconds(3);
+    b.backup = Lease(b.fast);
+    EXPECT_FALSE(b.backup.task_id().empty());
+    EXPECT_EQ(b.backup.shard_begin(), b.straggler.shard_begin());
+    return b;
+  }
+
   fs::path root_;
   absl::Time clock_;
   InMemoryStore memory_;
@@ -334,6 +361,186 @@ TEST_F(CoordinatorTest, CancelStopsHeartbeats) {
   EXPECT_EQ(core_->CompleteTask(h, l).status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(core_->CancelJob(job->id()).status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_TRUE(Lease(w).task_id().empty());
+}
+
+// A heartbeat of `t`'s lease.
+absl::StatusOr<v1::HeartbeatResponse> Beat(Coordinator& core, const std::string& worker,
+                                           const v1::Task& t) {
+  v1::HeartbeatRequest hb;
+  hb.set_worker_id(worker);
+  hb.set_task_id(t.task_id());
+  hb.set_lease_id(t.lease_id());
+  return core.Heartbeat(hb);
+}
+
+TEST_F(CoordinatorTest, TasksNeverExceedTheShareOfEachLiveWorker) {
+  auto job = core_->SubmitJob(Spec(16, 1));  // 16 shards
+  ASSERT_TRUE(job.ok()) << job.status();
+  const std::string w1 = Register(), w2 = Register();
+  v1::Task t1 = Lease(w1);  // no speed measured yet: one shard
+  EXPECT_EQ(t1.shard_end() - t1.shard_begin(), 1);
+  auto [h1, l1] = Report(w1, t1, *job, nullptr);  // 1 sample in 0.5 s
+  ASSERT_TRUE(core_->CompleteTask(h1, l1).ok());
+  // The report interval (30 s at 2 samples/s) would allow all 15; two live workers
+  // get at most half of what is pending each time.
+  v1::Task t2 = Lease(w2);
+  EXPECT_EQ(t2.shard_end() - t2.shard_begin(), 8);
+  v1::Task t3 = Lease(w1);
+  EXPECT_EQ(t3.shard_end() - t3.shard_begin(), 4);
+  auto j = core_->GetJob(job->id());
+  EXPECT_EQ(j->progress().workers_active(), 2);
+  ASSERT_EQ(j->progress().workers_size(), 2);
+  EXPECT_EQ(j->progress().workers(0).worker_id(), w1);
+  EXPECT_EQ(j->progress().workers(0).tasks_done(), 1);
+  EXPECT_EQ(j->progress().workers(0).samples_done(), 1);
+  EXPECT_DOUBLE_EQ(j->progress().workers(0).samples_per_second(), 2);
+  EXPECT_TRUE(j->progress().workers(1).active());
+  // A worker that joins mid-job gets its share at its next lease.
+  const std::string w3 = Register();
+  v1::Task t4 = Lease(w3);
+  EXPECT_EQ(t4.shard_end() - t4.shard_begin(), 1);  // 3 pending over 3 workers
+}
+
+TEST_F(CoordinatorTest, AStragglerGetsABackupAndTheFirstReportWins) {
+  auto job = core_->SubmitJob(Spec(8, 4));  // 2 shards
+  ASSERT_TRUE(job.ok());
+  const std::string slow = Register(), fast = Register();
+  v1::Task straggler = Lease(slow);
+  v1::Task other = Lease(fast);
+  std::map<std::string, std::pair<stats::TensorStats, stats::TensorStats>> expect;
+  auto [h, l] = Report(fast, other, *job, &expect);
+  ASSERT_TRUE(core_->CompleteTask(h, l).ok());  // 8 samples/s measured
+  // Nothing pending, and the straggler is not late yet (predicted 0.5 s).
+  EXPECT_TRUE(Lease(fast).task_id().empty());
+  clock_ += absl::Seconds(1);
+  EXPECT_TRUE(Lease(fast).task_id().empty());
+  clock_ += absl::Seconds(1);  // 2 s > 1.5 x 0.5 s + 1 s
+  v1::Task backup = Lease(fast);
+  ASSERT_FALSE(backup.task_id().empty());
+  EXPECT_NE(backup.task_id(), straggler.task_id());
+  EXPECT_NE(backup.lease_id(), straggler.lease_id());
+  EXPECT_EQ(backup.shard_begin(), straggler.shard_begin());
+  EXPECT_EQ(backup.shard_end(), straggler.shard_end());
+  EXPECT_EQ(backup.sample_begin(), straggler.sample_begin());
+  // One backup per task; the straggler's worker never backs itself up.
+  const std::string third = Register();
+  EXPECT_TRUE(Lease(third).task_id().empty());
+  EXPECT_TRUE(Lease(slow).task_id().empty());
+  auto j = core_->GetJob(job->id());
+  EXPECT_EQ(j->progress().backup_tasks(), 1);
+  EXPECT_EQ(j->progress().workers_active(), 2);
+  EXPECT_EQ(j->progress().shards_leased(), 1);
+  auto beat = Beat(*core_, slow, straggler);
+  ASSERT_TRUE(beat.ok());
+  EXPECT_FALSE(beat->cancelled());
+
+  // The backup reports first: merged once, in the batch that ends the straggler.
+  auto [hb, lb] = Report(fast, backup, *job, &expect);
+  ASSERT_TRUE(core_->CompleteTask(hb, lb).ok());
+  j = core_->GetJob(job->id());
+  EXPECT_EQ(j->state(), v1::JOB_CALIBRATED);
+  EXPECT_EQ(j->progress().shards_done(), 2);
+  EXPECT_EQ(j->progress().samples_done(), 8);
+  EXPECT_EQ(j->progress().backup_wins(), 1);
+  EXPECT_EQ(j->progress().workers_active(), 0);
+  beat = Beat(*core_, slow, straggler);
+  ASSERT_TRUE(beat.ok());
+  EXPECT_TRUE(beat->cancelled());
+  EXPECT_NE(beat->reason().find("superseded: task " + backup.task_id()), std::string::npos)
+      << beat->reason();
+  // The straggler's late report is refused by name, again and again, and after the
+  // coordinator restarts; nothing is counted twice.
+  auto [hs, ls] = Report(slow, straggler, *job, nullptr);
+  for (int i = 0; i < 2; ++i) {
+    auto late = core_->CompleteTask(hs, ls);
+    EXPECT_EQ(late.status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_NE(late.status().message().find("was superseded"), std::string::npos) << late.status();
+    if (i == 0) Restart();
+  }
+  EXPECT_EQ(core_->GetJob(job->id())->progress().samples_done(), 8);
+  EXPECT_EQ(core_->GetJob(job->id())->progress().tokens_done(), 80);
+  int linears = 0;
+  ASSERT_TRUE(core_->StreamStats(job->id(), false, 1 << 20, [&](const v1::JobStatsChunk& c) {
+    for (const auto& lin : c.linears()) {
+      ++linears;
+      auto in = stats::TensorStatsFromProto(lin.input(), lin.name());
+      EXPECT_TRUE(in.ok());
+      EXPECT_EQ(in->count(), expect.at(lin.name()).first.count());
+      EXPECT_EQ(in->max(), expect.at(lin.name()).first.max());
+    }
+    return true;
+  }).ok());
+  EXPECT_EQ(linears, 15);
+}
+
+TEST_F(CoordinatorTest, TheOriginalCanWinTooAcrossARestart) {
+  auto [job, slow, fast, straggler, backup] = StartBackup();
+  ASSERT_FALSE(backup.task_id().empty());
+  Restart();  // both leases survive; the pairing is stored with the backup
+  auto [hs, ls] = Report(slow, straggler, job, nullptr);
+  ASSERT_TRUE(core_->CompleteTask(hs, ls).ok());
+  auto j = core_->GetJob(job.id());
+  EXPECT_EQ(j->state(), v1::JOB_CALIBRATED);
+  EXPECT_EQ(j->progress().samples_done(), 8);
+  EXPECT_EQ(j->progress().backup_wins(), 0);
+  auto beat = Beat(*core_, fast, backup);
+  ASSERT_TRUE(beat.ok());
+  EXPECT_TRUE(beat->cancelled());
+  auto [hb, lb] = Report(fast, backup, job, nullptr);
+  auto late = core_->CompleteTask(hb, lb);
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(late.status().message().find("superseded"), std::string::npos) << late.status();
+  EXPECT_EQ(core_->GetJob(job.id())->progress().samples_done(), 8);
+}
+
+TEST_F(CoordinatorTest, ALeaseThatEndsLeavesItsShardsWithTheOtherCopy) {
+  auto [job, slow, fast, straggler, backup] = StartBackup();
+  ASSERT_FALSE(backup.task_id().empty());
+  // The straggler's worker gives up: its shards stay leased to the backup.
+  v1::FailTaskRequest f;
+  f.set_worker_id(slow);
+  f.set_task_id(straggler.task_id());
+  f.set_lease_id(straggler.lease_id());
+  f.set_reason("out of memory");
+  f.set_retryable(true);
+  ASSERT_TRUE(core_->FailTask(f).ok());
+  auto j = core_->GetJob(job.id());
+  EXPECT_EQ(j->progress().shards_leased(), 1);
+  EXPECT_EQ(j->progress().workers_active(), 1);
+  EXPECT_TRUE(Lease(slow).task_id().empty());  // nothing went back to pending
+  auto [hb, lb] = Report(fast, backup, job, nullptr);
+  ASSERT_TRUE(core_->CompleteTask(hb, lb).ok());
+  j = core_->GetJob(job.id());
+  EXPECT_EQ(j->state(), v1::JOB_CALIBRATED);
+  EXPECT_EQ(j->progress().samples_done(), 8);
+
+  // And when both copies expire, the shards go back to the queue.
+  const Backed second = StartBackup(slow, fast);
+  const v1::Task& a = second.straggler;
+  const v1::Task& copy = second.backup;
+  ASSERT_FALSE(copy.task_id().empty());
+  clock_ += absl::Seconds(31);
+  ASSERT_TRUE(core_->ExpireLeases().ok());
+  j = core_->GetJob(second.job.id());
+  EXPECT_EQ(j->progress().shards_leased(), 0);
+  EXPECT_EQ(j->progress().lease_expiries(), 2);
+  v1::Task again = Lease(slow);
+  EXPECT_EQ(again.shard_begin(), a.shard_begin());
+  EXPECT_TRUE(again.task_id() != a.task_id() && again.task_id() != copy.task_id());
+}
+
+TEST_F(CoordinatorTest, CancellingAJobEndsItsBackups) {
+  auto [job, slow, fast, straggler, backup] = StartBackup();
+  ASSERT_FALSE(backup.task_id().empty());
+  ASSERT_TRUE(core_->CancelJob(job.id()).ok());
+  for (const auto& [w, t] : {std::pair{slow, straggler}, {fast, backup}}) {
+    auto beat = Beat(*core_, w, t);
+    ASSERT_TRUE(beat.ok());
+    EXPECT_TRUE(beat->cancelled());
+  }
+  auto [hb, lb] = Report(fast, backup, job, nullptr);
+  EXPECT_EQ(core_->CompleteTask(hb, lb).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(core_->GetJob(job.id())->progress().samples_done(), 4);
 }
 
 TEST_F(CoordinatorTest, BadInputGetsTheRightStatus) {

@@ -50,6 +50,35 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                   .Help("Approximate RocksDB size on disk")
                   .Register(r)
                   .Add({});
+  worker_speed_family_ = &prometheus::BuildGauge()
+                              .Name("qcal_worker_samples_per_second")
+                              .Help("Measured speed of each worker (moving average of its reports)")
+                              .Register(r);
+  worker_idle_family_ = &prometheus::BuildCounter()
+                             .Name("qcal_worker_idle_seconds_total")
+                             .Help("Time each worker waited between its tasks")
+                             .Register(r);
+  auto& backups = prometheus::BuildCounter()
+                      .Name("qcal_backup_tasks_total")
+                      .Help("Backup leases started for stragglers, and those that won")
+                      .Register(r);
+  backups_started_ = &backups.Add({{"result", "started"}});
+  backups_won_ = &backups.Add({{"result", "won"}});
+}
+
+void Metrics::SetWorkerSpeed(const std::string& worker_id, const std::string& name, double sps) {
+  worker_speed_family_->Add({{"worker_id", worker_id}, {"name", name}}).Set(sps);
+}
+
+void Metrics::AddWorkerIdle(const std::string& worker_id, const std::string& name,
+                            double seconds) {
+  if (seconds > 0) worker_idle_family_->Add({{"worker_id", worker_id}, {"name", name}}).Increment(seconds);
+}
+
+void Metrics::RemoveWorker(const std::string& worker_id, const std::string& name) {
+  const prometheus::Labels labels{{"worker_id", worker_id}, {"name", name}};
+  worker_speed_family_->Remove(&worker_speed_family_->Add(labels));
+  worker_idle_family_->Remove(&worker_idle_family_->Add(labels));
 }
 
 void Metrics::SetJobsByState(const std::map<std::string, int64_t>& counts) {

@@ -44,6 +44,19 @@ class Metrics {
   // qcal_db_size_bytes.
   void SetDbSize(int64_t bytes) { db_size_->Set(static_cast<double>(bytes)); }
 
+  // Per worker, labelled {worker_id, name}:
+  // qcal_worker_samples_per_second: its measured speed (moving average of its reports).
+  void SetWorkerSpeed(const std::string& worker_id, const std::string& name, double sps);
+  // qcal_worker_idle_seconds_total: time from the end of one of its tasks (or its
+  // registration) to its next lease.
+  void AddWorkerIdle(const std::string& worker_id, const std::string& name, double seconds);
+  // Drops a worker's series once the coordinator forgets it (bounded cardinality).
+  void RemoveWorker(const std::string& worker_id, const std::string& name);
+  // qcal_backup_tasks_total{result="started"|"won"}: backup leases for stragglers,
+  // and those whose report was merged first.
+  void BackupStarted() { backups_started_->Increment(); }
+  void BackupWon() { backups_won_->Increment(); }
+
  private:
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Gauge>* jobs_family_;
@@ -56,6 +69,10 @@ class Metrics {
   prometheus::Histogram* merge_latency_;
   prometheus::Counter* tokens_;
   prometheus::Gauge* db_size_;
+  prometheus::Family<prometheus::Gauge>* worker_speed_family_;
+  prometheus::Family<prometheus::Counter>* worker_idle_family_;
+  prometheus::Counter* backups_started_;
+  prometheus::Counter* backups_won_;
 };
 
 }  // namespace qcal::server

@@ -235,7 +235,9 @@ class Worker {
         grpc::Status gs = stub_->Heartbeat(&ctx, req, &resp);
         lock.lock();
         if (gs.ok() && resp.cancelled()) {
-          Log(name_, absl::StrCat("task ", task.task_id(), ": job cancelled; stopping"));
+          Log(name_, absl::StrCat("task ", task.task_id(), ": cancelled (",
+                                  resp.reason().empty() ? "job cancelled" : resp.reason(),
+                                  "); stopping"));
           cancelled = true;
         } else if (!gs.ok() && (gs.error_code() == grpc::StatusCode::FAILED_PRECONDITION ||
                                 gs.error_code() == grpc::StatusCode::NOT_FOUND)) {
@@ -296,6 +298,11 @@ class Worker {
       Fail(task, handing_back ? "worker shutting down; task handed back" : std::string(st.message()),
            handing_back || Retryable(st));
       return;
+    }
+    if (o_.report_delay_ms > 0) {
+      Log(name_, absl::StrCat("task ", task.task_id(), ": done; reporting in ", o_.report_delay_ms,
+                              " ms (--debug-report-delay-ms)"));
+      std::this_thread::sleep_for(std::chrono::milliseconds(o_.report_delay_ms));
     }
     const google::protobuf::Message* result = nullptr;
     if (eval) result = &eval_result;

@@ -31,6 +31,9 @@ struct WorkerLoopOptions {
   // Tests: sleep this long between an export's files and its final rename, so the
   // worker can be killed in the middle of an export.
   int export_pause_ms = 0;
+  // Tests: wait this long between finishing a task and reporting it, with no
+  // heartbeats (a straggler whose task gets a backup).
+  int report_delay_ms = 0;
 };
 
 // Runs until `*stop_requests` > 0 and the current task is finished (first SIGTERM)
