@@ -78,6 +78,7 @@ int RunCli(int argc, const char* const argv[], const CliIo& io) {
   AddExportCommand(app, &slot);
   AddShadowLayersCommand(app, &slot);
   AddStatsCommand(app, &slot);
+  AddReportCommand(app, &slot);
   AddOperationCommand(app, &slot);
   AddRunCommand(app, &slot);
 

@@ -69,6 +69,8 @@ void AddShadowLayersCommand(CLI::App& app, CommandSlot* slot);
 void AddStatsCommand(CLI::App& app, CommandSlot* slot);
 // operation (operation_command.cc).
 void AddOperationCommand(CLI::App& app, CommandSlot* slot);
+// report (report_command.cc).
+void AddReportCommand(CLI::App& app, CommandSlot* slot);
 // run (run_command.cc).
 void AddRunCommand(CLI::App& app, CommandSlot* slot);
 

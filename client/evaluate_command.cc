@@ -30,8 +30,7 @@ struct EvaluateFlags {
   // As given: each occurrence may hold a comma-separated list.
   std::vector<std::string> thresholds;
   std::string mode;  // "", "abs", "mllm"
-  std::optional<double> budget;
-  std::string budget_metric;  // "", "res", "ppl"
+  BudgetFlags budget;
   SamplingFlags sampling;
   int32_t shard_size = 0;
   int32_t batch_size = 0;
@@ -67,8 +66,7 @@ absl::StatusOr<v1::EvaluateRequest> ToRequest(const EvaluateFlags& flags) {
   request.set_mode(flags.mode);
   request.set_eval_corpus(flags.eval_corpus);
   *request.mutable_eval_sampling() = ToSamplingOptions(flags.sampling);
-  if (flags.budget) request.set_budget(*flags.budget);
-  request.set_budget_metric(flags.budget_metric);
+  ApplyBudgetFlags(flags.budget, &request);
   request.set_shard_size(flags.shard_size);
   request.set_batch_size(flags.batch_size);
   return request;
@@ -135,15 +133,7 @@ void AddEvaluateCommand(CLI::App& app, CommandSlot* slot) {
                   "abs: ori and top_0_1 on |x|; mllm: signed, as mllm computes them "
                   "[abs]")
       ->check(CLI::IsMember({"abs", "mllm"}));
-  cmd->add_option_function<double>(
-         "--budget", [f = flags.get()](const double& v) { f->budget = v; },
-         "Largest allowed drop of res below the float model (or, with "
-         "--budget-metric ppl, relative perplexity increase) for the recommendation "
-         "[0.01]")
-      ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--budget-metric", flags->budget_metric,
-                  "What --budget limits: res (last-token accuracy) or ppl [res]")
-      ->check(CLI::IsMember({"res", "ppl"}));
+  AddBudgetFlags(cmd, &flags->budget);
   SamplingFlagNames names;
   // --mode is abs|mllm here; the sampling mode has its own name.
   names.mode_flag = "--sampling-mode";

@@ -5,14 +5,33 @@
 #include <cstdint>
 #include <vector>
 
+#include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/quant/report.h"
+#include "common/status_macros.h"
 #include "client/json_output.h"
 #include "nlohmann/json.hpp"
 #include "proto/qcal/v1/operations.grpc.pb.h"
 
 namespace qcal::client {
+
+void AddBudgetFlags(CLI::App* cmd, BudgetFlags* flags) {
+  cmd->add_option_function<double>(
+         "--budget", [flags](const double& v) { flags->budget = v; },
+         "Largest allowed drop of res below the float model (or, with "
+         "--budget-metric ppl, relative perplexity increase) for the recommendation "
+         "[0.01]")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--budget-metric", flags->metric,
+                  "What --budget limits: res (last-token accuracy) or ppl [res]")
+      ->check(CLI::IsMember({"res", "ppl"}));
+}
+
+void ApplyBudgetFlags(const BudgetFlags& flags, v1::EvaluateRequest* request) {
+  if (flags.budget) request->set_budget(*flags.budget);
+  request->set_budget_metric(flags.metric);
+}
 namespace {
 
 constexpr int32_t kListPageSize = 100;
@@ -46,8 +65,8 @@ absl::StatusOr<v1::EvaluateResponse> EvaluateResponseOf(const v1::Operation& op)
   return response;
 }
 
-absl::StatusOr<std::optional<FoundEvaluation>> FindNewestEvaluation(
-    const Connection& connection, const std::string& job_id) {
+absl::Status ForEachJobOperation(const Connection& connection, const std::string& job_id,
+                                 const std::function<bool(const v1::Operation&)>& fn) {
   auto stub = v1::Operations::NewStub(connection.channel());
   v1::ListOperationsRequest request;
   request.set_filter(absl::StrCat("job=", job_id));
@@ -59,22 +78,32 @@ absl::StatusOr<std::optional<FoundEvaluation>> FindNewestEvaluation(
       return connection.ToStatus(s);
     }
     for (const v1::Operation& op : page.operations()) {
-      if (!op.done() || (op.has_error() && op.error().code() != 0)) continue;
-      if (!op.has_response() || !op.response().Is<v1::EvaluateResponse>()) continue;
-      FoundEvaluation found;
-      found.operation = op.name();
-      if (!op.response().UnpackTo(&found.response)) {
-        return absl::DataLossError(
-            absl::StrCat("the response of ", op.name(), " cannot be parsed"));
-      }
-      return found;
+      if (!fn(op)) return absl::OkStatus();
     }
-    if (page.next_page_token().empty()) return std::nullopt;
+    if (page.next_page_token().empty()) return absl::OkStatus();
     if (page.next_page_token() == request.page_token()) {
       return absl::InternalError("the server returned the same page token twice");
     }
     request.set_page_token(page.next_page_token());
   }
+}
+
+absl::StatusOr<std::optional<FoundEvaluation>> FindNewestEvaluation(
+    const Connection& connection, const std::string& job_id) {
+  std::optional<FoundEvaluation> found;
+  absl::Status parse = absl::OkStatus();
+  QCAL_RETURN_IF_ERROR(ForEachJobOperation(connection, job_id, [&](const v1::Operation& op) {
+    if (!op.done() || (op.has_error() && op.error().code() != 0)) return true;
+    if (!op.has_response() || !op.response().Is<v1::EvaluateResponse>()) return true;
+    found.emplace();
+    found->operation = op.name();
+    if (!op.response().UnpackTo(&found->response)) {
+      parse = absl::DataLossError(absl::StrCat("the response of ", op.name(), " cannot be parsed"));
+    }
+    return false;
+  }));
+  QCAL_RETURN_IF_ERROR(parse);
+  return found;
 }
 
 std::string FormatThreshold(double threshold) { return quant::ThresholdKey(threshold); }

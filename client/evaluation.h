@@ -4,6 +4,7 @@
 #ifndef QCAL_CLIENT_EVALUATION_H_
 #define QCAL_CLIENT_EVALUATION_H_
 
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -13,7 +14,19 @@
 #include "proto/qcal/v1/evaluation.pb.h"
 #include "proto/qcal/v1/operations.pb.h"
 
+namespace CLI {
+class App;
+}
+
 namespace qcal::client {
+
+// --budget and --budget-metric of the recommendation, shared by evaluate and run.
+struct BudgetFlags {
+  std::optional<double> budget;  // unset: the coordinator's default (0.01)
+  std::string metric;            // "", "res", "ppl"
+};
+void AddBudgetFlags(CLI::App* cmd, BudgetFlags* flags);
+void ApplyBudgetFlags(const BudgetFlags& flags, v1::EvaluateRequest* request);
 
 // A finished, successful evaluation.
 struct FoundEvaluation {
@@ -24,6 +37,12 @@ struct FoundEvaluation {
 // The response of a done operation; FAILED_PRECONDITION when it is not done or ended
 // with an error, INTERNAL when its response is not an EvaluateResponse.
 absl::StatusOr<v1::EvaluateResponse> EvaluateResponseOf(const v1::Operation& op);
+
+// Calls `fn` with each of the job's operations (evaluations and exports; ListOperations
+// with filter "job=<id>", newest first, every page) until it returns false. Errors are
+// the calls' statuses.
+absl::Status ForEachJobOperation(const Connection& connection, const std::string& job_id,
+                                 const std::function<bool(const v1::Operation&)>& fn);
 
 // The job's newest operation that is done, without error, with an EvaluateResponse
 // (ListOperations with filter "job=<id>", newest first, every page); nullopt when

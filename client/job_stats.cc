@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <utility>
 
@@ -123,6 +124,20 @@ absl::Status WriteFileAtomically(const std::string& path, const std::string& con
     }
   }
   return RenameInto(temp, path);
+}
+
+absl::Status CheckOutputPath(const std::string& path) {
+  std::error_code ec;
+  const std::filesystem::path p(path);
+  if (std::filesystem::is_directory(p, ec)) {
+    return UsageError(absl::StrCat("--out ", path, " is a directory; give a file name"));
+  }
+  const std::filesystem::path parent = p.has_parent_path() ? p.parent_path() : ".";
+  if (!std::filesystem::is_directory(parent, ec)) {
+    return UsageError(absl::StrCat("--out ", path, ": folder ", parent.string(),
+                                   " does not exist"));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace qcal::client

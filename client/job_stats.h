@@ -44,6 +44,10 @@ absl::Status WriteStatsFile(const stats::StatsSet& set, StatsFormat format,
 // cannot be created is a usage error naming it (an unwritable --out).
 absl::Status WriteFileAtomically(const std::string& path, const std::string& content);
 
+// A usage error unless `path`'s folder exists and `path` is not a folder (checked
+// before a long download).
+absl::Status CheckOutputPath(const std::string& path);
+
 }  // namespace qcal::client
 
 #endif  // QCAL_CLIENT_JOB_STATS_H_

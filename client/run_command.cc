@@ -21,6 +21,7 @@
 #include "client/local_cluster.h"
 #include "client/operation_wait.h"
 #include "client/process.h"
+#include "client/report.h"
 #include "common/quant/shadow.h"
 #include "common/stats/outputs.h"
 #include "nlohmann/json.hpp"
@@ -36,6 +37,7 @@ constexpr double kCancelTimeoutSeconds = 2;
 constexpr int64_t kDefaultEvalNumSamples = 128;
 constexpr char kModelResAccFile[] = "model_res_acc.json";
 constexpr char kEvaluationFile[] = "evaluation.json";
+constexpr char kReportFile[] = "report.html";
 // The exports `run` ends with (folders in --out, replaced on every run).
 constexpr std::pair<const char*, const char*> kRunExports[] = {
     {"mllm", "export-mllm"}, {"compressed-tensors", "export-compressed-tensors"}};
@@ -45,6 +47,7 @@ struct RunFlags {
   // Empty: no evaluation.
   std::string eval_corpus;
   int64_t eval_num_samples = kDefaultEvalNumSamples;
+  BudgetFlags budget;
   std::optional<int64_t> eval_seq_len;  // unset: the calibration's
   int workers = 2;
   std::string db;
@@ -159,6 +162,7 @@ absl::StatusOr<EvaluationOutcome> EvaluateJob(const CommandEnv& env, const RunFl
   request.set_eval_corpus(flags.eval_corpus);
   request.mutable_eval_sampling()->set_num_samples(flags.eval_num_samples);
   if (flags.eval_seq_len) request.mutable_eval_sampling()->set_seq_len(*flags.eval_seq_len);
+  ApplyBudgetFlags(flags.budget, &request);
   v1::Operation op;
   {
     auto context = connection.UnaryContext();
@@ -286,6 +290,7 @@ void PrintSummary(const CommandEnv& env, const RunFlags& flags, const v1::Job& f
     }
     j["exports"] = nlohmann::ordered_json::object();
     for (const auto& e : exports) j["exports"][e.format()] = e.output_dir();
+    j["report"] = (out / kReportFile).string();
     j["logs"] = (out / "logs").string();
     if (!flags.db.empty()) j["db"] = flags.db;
     env.out() << j.dump() << "\n";
@@ -314,6 +319,7 @@ void PrintSummary(const CommandEnv& env, const RunFlags& flags, const v1::Job& f
     env.out() << "no recommended threshold (so no exports): "
               << evaluation->response.recommendation_note() << "\n";
   }
+  env.out() << "report: " << (out / kReportFile).string() << "  (open it in a browser)\n";
 }
 
 absl::Status RunWithCluster(const CommandEnv& env, const RunFlags& flags,
@@ -363,6 +369,14 @@ absl::Status RunWithCluster(const CommandEnv& env, const RunFlags& flags,
     auto written = ExportRecommended(env, flags, **connection, job.id());
     if (!written.ok()) return written.status();
     exports = *std::move(written);
+  }
+  // The report of everything above, from the coordinator's own records.
+  auto report = GatherReport(**connection, job.id());
+  if (!report.ok()) return report.status();
+  if (absl::Status s = WriteFileAtomically((fs::path(flags.out) / kReportFile).string(),
+                                           ReportHtml(ReportJson(*report)));
+      !s.ok()) {
+    return s;
   }
   PrintSummary(env, flags, *final_job, *stats, evaluation, exports);
   return absl::OkStatus();
@@ -414,6 +428,7 @@ void AddRunCommand(CLI::App& app, CommandSlot* slot) {
                   "Evaluation samples (with --eval-corpus)")
       ->check(CLI::Range(int64_t{1}, kMaxNumSamples))
       ->capture_default_str();
+  AddBudgetFlags(cmd, &flags->budget);
   cmd->add_option_function<int64_t>(
          "--eval-seq-len", [f = flags.get()](const int64_t& v) { f->eval_seq_len = v; },
          "Tokens per evaluation sample (with --eval-corpus) [the calibration's]")

@@ -146,9 +146,13 @@ TEST_F(RunCommandTest, EvalCorpusEvaluatesAndPrintsTheShadowLayers) {
   EXPECT_NE(r.out.find("  " + out_ + "/model_res_acc.json  (mllm model_res_acc)\n"),
             std::string::npos)
       << r.out;
-  const std::string last = "recommended threshold 8, shadow layers {1, 2, 26}\n";
+  // The last two lines: the recommendation, then the report file.
+  const std::string last = "recommended threshold 8, shadow layers {1, 2, 26}\nreport: " + out_ +
+                           "/report.html  (open it in a browser)\n";
   ASSERT_GT(r.out.size(), last.size());
   EXPECT_EQ(r.out.substr(r.out.size() - last.size()), last) << r.out;
+  EXPECT_NE(ReadFile(out_ + "/report.html").find("\"shadow_layers_set\":\"{1, 2, 26}\""),
+            std::string::npos);
 
   // The eval corpus's folder is a data root too; the request has the sampling flags.
   const std::string args = ReadFile(db_ + "/args.txt");

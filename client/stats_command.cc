@@ -23,21 +23,6 @@ struct StatsFlags {
   bool partial = false;
 };
 
-// A usage error unless `path`'s folder exists (checked before a long download).
-absl::Status CheckOutputPath(const std::string& path) {
-  std::error_code ec;
-  const std::filesystem::path p(path);
-  if (std::filesystem::is_directory(p, ec)) {
-    return UsageError(absl::StrCat("--out ", path, " is a directory; give a file name"));
-  }
-  const std::filesystem::path parent = p.has_parent_path() ? p.parent_path() : ".";
-  if (!std::filesystem::is_directory(parent, ec)) {
-    return UsageError(absl::StrCat("--out ", path, ": folder ", parent.string(),
-                                   " does not exist"));
-  }
-  return absl::OkStatus();
-}
-
 // mllm's model_res_acc.json from the job's newest finished evaluation, keyed by the
 // job's model path (mllm keys it by the --model_name it loaded).
 absl::Status ModelResAcc(const CommandEnv& env, const StatsFlags& flags) {

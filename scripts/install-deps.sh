@@ -15,6 +15,7 @@ PACKAGES=(
   libsentencepiece-dev libpcre2-dev libicu-dev libcli11-dev
   bazel-bootstrap bazel-platforms bazel-skylib bazel-rules-java
   curl
+  chromium
 )
 
 missing=()

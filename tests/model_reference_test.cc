@@ -149,6 +149,25 @@ TEST(ModelTest, Bf16ComputeIsClose) {
   EXPECT_GT(d, 0.0);  // it really ran in bf16
 }
 
+// llama-small-outliers (scripts/make-outlier-model.sh) computes exactly llama-small's
+// function: the planted channels only move powers of two between up_proj and
+// down_proj, so the logits are bit for bit the same, and as close to transformers'
+// reference as llama-small's own.
+TEST(ModelTest, PlantedOutliersKeepTheFunction) {
+  auto plain = CausalLM::Load(kData + "/models/llama-small");
+  auto planted = CausalLM::Load(kData + "/models/llama-small-outliers");
+  ASSERT_TRUE(plain.ok() && planted.ok());
+  auto ref = SafetensorsFile::Open(kData + "/reference/forward/llama-small.safetensors");
+  ASSERT_TRUE(ref.ok());
+  at::Tensor ids = RefTensor(**ref, "B.input_ids");
+  auto a = (*plain)->Forward(ids, at::Tensor());
+  auto b = (*planted)->Forward(ids, at::Tensor());
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_TRUE(a->logits.equal(b->logits));
+  auto [d, ok] = Compare(b->logits, RefTensor(**ref, "B.logits"));
+  EXPECT_TRUE(ok) << "max |diff| " << d;
+}
+
 // A copy of a model folder with one file changed, for error tests.
 std::string CopyModel(const std::string& name, const std::string& tag) {
   const fs::path dst = fs::path(::testing::TempDir()) / (name + "-" + tag);

@@ -163,6 +163,27 @@ TEST(ShippedBinariesTest, SentencePieceFolderCalibratesThroughTheService) {
             std::string::npos)
       << failed.error();
   std::printf("bad tokenizer.model: job FAILED: %s\n", failed.error().c_str());
+  // `qcal report`: the data of the calibrated job, the page, and a clear refusal for
+  // the failed one.
+  ASSERT_TRUE(Exited0(RunProgram({QCAL_CLI_BIN, "--server", c.address(), "report", id, "--json"}, "",
+                                 dir + "/report.json", dir + "/report.err")))
+      << ReadAll(dir + "/report.err");
+  const auto report = nlohmann::json::parse(ReadAll(dir + "/report.json"));
+  EXPECT_EQ(report["format"], "qcal-report/1");
+  EXPECT_EQ(report["job"]["samples"], kSamples);
+  EXPECT_EQ(report["linears"].size(), 15u);
+  EXPECT_TRUE(report["evaluation"].is_null());
+  ASSERT_TRUE(Exited0(RunProgram({QCAL_CLI_BIN, "--server", c.address(), "report", id, "--out",
+                                  dir + "/report.html"},
+                                 "", dir + "/report.out", dir + "/report.err")))
+      << ReadAll(dir + "/report.err");
+  EXPECT_NE(ReadAll(dir + "/report.html").find("<script type=\"application/json\" id=\"qcal-report\">"),
+            std::string::npos);
+  const int refused = RunProgram({QCAL_CLI_BIN, "--server", c.address(), "report", failed.id(), "--json"},
+                                 "", dir + "/report.out", dir + "/report.err");
+  EXPECT_FALSE(Exited0(refused));
+  EXPECT_NE(ReadAll(dir + "/report.err").find("a report needs a CALIBRATED job"), std::string::npos)
+      << ReadAll(dir + "/report.err");
   for (auto& w : c.workers()) EXPECT_TRUE(w->running()) << c.Logs();
   EXPECT_EQ(c.Logs().find("FATAL"), std::string::npos) << c.Logs();
   const v1::Job again = WaitFinal(c, Submit(c, good));

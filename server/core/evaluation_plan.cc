@@ -141,6 +141,8 @@ absl::Status FinishEvaluation(const v1::EvaluateRequest& req,
   QCAL_ASSIGN_OR_RETURN(quant::Recommendation rec, quant::Recommend(outcomes, float_res, float_ppl, o));
   if (rec.threshold) response->set_recommended_threshold(*rec.threshold);
   response->set_recommendation_note(rec.reason);
+  response->set_budget(o.budget);
+  response->set_budget_metric(o.metric == quant::BudgetMetric::kPerplexity ? "ppl" : "res");
   return absl::OkStatus();
 }
 
