@@ -24,6 +24,12 @@
 //
 // Thread-safety: all methods are thread-safe (one mutex; store writes happen under
 // it, so the order of writes is the order of decisions).
+//
+// Files: coordinator.cc (creation, rebuilding from the store, persistence helpers),
+// validation.cc (job specs), job_api.cc (the client API), watch.cc (notification),
+// evaluate_op.cc and export_op.cc (the two operations), operations.cc (operation
+// records and their API), leasing.cc + scheduling.h (leases, sizing, backups),
+// task_reports.cc (heartbeats, results, failures, expiry).
 #ifndef QCAL_SERVER_CORE_COORDINATOR_H_
 #define QCAL_SERVER_CORE_COORDINATOR_H_
 

@@ -1,10 +1,16 @@
-// Small helpers on the coordinator's records, shared by its translation units
-// (coordinator.cc, export_op.cc). Internal to server/core.
+// Small helpers on the coordinator's records and store keys, shared by its
+// translation units (coordinator.cc and the files split from it). Internal to
+// server/core.
 #ifndef QCAL_SERVER_CORE_RECORDS_H_
 #define QCAL_SERVER_CORE_RECORDS_H_
 
+#include <cinttypes>
 #include <cstdint>
+#include <cstdio>
+#include <string>
 
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "google/protobuf/util/time_util.h"
@@ -15,6 +21,29 @@ namespace qcal::server {
 // A job (or an evaluation's or export's internal job) that will not change again.
 inline bool IsFinal(v1::JobState s) {
   return s == v1::JOB_CALIBRATED || s == v1::JOB_FAILED || s == v1::JOB_CANCELLED;
+}
+
+// Largest num_samples of a job or an evaluation.
+inline constexpr int64_t kMaxSamples = 10'000'000;
+// kMeta key of the next job's sequence number.
+inline constexpr char kMetaNextJob[] = "next_job_seq";
+
+// kShards key of a job's shard: "<job>/<12-digit index>" (sorted by index).
+inline std::string ShardKey(const std::string& job, int64_t shard) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "/%012" PRId64, shard);
+  return job + buf;
+}
+
+// kStats key of a job's linear: "<job>/<6-digit forward index>".
+inline std::string StatsKey(const std::string& job, int64_t linear) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "/%06" PRId64, linear);
+  return job + buf;
+}
+
+inline absl::Status Corrupt(const std::string& what) {
+  return absl::DataLossError(absl::StrCat("stored record ", what, " is corrupt"));
 }
 
 inline int64_t ToMs(absl::Time t) { return absl::ToUnixMillis(t); }

@@ -1,0 +1,149 @@
+// Coordinator: threshold evaluations as long-running operations.
+#include <cinttypes>
+#include "server/core/coordinator.h"
+
+#include <cstdio>
+
+#include "absl/strings/str_cat.h"
+#include "common/corpus/corpus_index.h"
+#include "common/model_config.h"
+#include "common/stats/stats_proto.h"
+#include "common/status_macros.h"
+#include "server/core/evaluation_plan.h"
+#include "server/core/records.h"
+
+namespace qcal::server {
+
+absl::StatusOr<stats::StatsSet> Coordinator::ReadStats(const std::string& job_id, int64_t linears) {
+  v1::StatsSetProto all;
+  for (int64_t i = 0; i < linears; ++i) {
+    QCAL_ASSIGN_OR_RETURN(auto value, store_->Get(Family::kStats, StatsKey(job_id, i)));
+    if (!value) return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " has no statistics for linear ", i));
+    if (!all.add_linears()->ParseFromString(*value)) return Corrupt("stats of " + job_id);
+  }
+  return stats::StatsSetFromProto(all);
+}
+
+absl::StatusOr<v1::Operation> Coordinator::Evaluate(const v1::EvaluateRequest& request) {
+  v1::EvaluateRequest req = request;
+  QCAL_RETURN_IF_ERROR(NormalizeEvaluateRequest(&req));
+  v1::Job parent;
+  int64_t linears = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = jobs_.find(req.job_id());
+    if (it == jobs_.end() || it->second.record.kind() != v1::JOB_KIND_CALIBRATE) {
+      return absl::NotFoundError(absl::StrCat("no job \"", req.job_id(), "\""));
+    }
+    parent = it->second.record.job();
+    linears = it->second.record.linear_names_size();
+  }
+  if (parent.state() != v1::JOB_CALIBRATED) {
+    return absl::FailedPreconditionError(absl::StrCat("job ", parent.id(), " is ",
+                                                      v1::JobState_Name(parent.state()),
+                                                      "; only a calibrated job can be evaluated"));
+  }
+  if (req.shard_size() == 0) req.set_shard_size(16);
+  if (req.batch_size() == 0) req.set_batch_size(parent.spec().batch_size());
+  if (req.shard_size() < 1 || req.shard_size() > 4096 || req.batch_size() < 1 || req.batch_size() > 1024) {
+    return absl::InvalidArgumentError("shard_size must be in [1, 4096] and batch_size in [1, 1024]");
+  }
+  v1::SamplingOptions* s = req.mutable_eval_sampling();
+  if (!s->has_num_samples()) s->set_num_samples(256);
+  if (!s->has_seq_len()) s->set_seq_len(parent.spec().sampling().seq_len());
+  if (s->mode().empty()) s->set_mode("document");
+  if (s->order().empty()) s->set_order("shuffled");
+  if (!s->has_seed()) s->set_seed(42);
+  if (s->num_samples() < 1 || s->num_samples() > kMaxSamples) {
+    return absl::InvalidArgumentError(absl::StrCat("eval_sampling.num_samples = ", s->num_samples(),
+                                                   " is out of range [1, ", kMaxSamples, "]"));
+  }
+  if (s->seq_len() < 2 || s->seq_len() > (1 << 20)) {
+    return absl::InvalidArgumentError("eval_sampling.seq_len must be in [2, 1048576] (the last token is the label)");
+  }
+  if ((s->mode() != "document" && s->mode() != "packed") ||
+      (s->order() != "sequential" && s->order() != "shuffled") || s->skip_docs() < 0) {
+    return absl::InvalidArgumentError("eval_sampling: mode must be document|packed, order sequential|shuffled");
+  }
+  if (req.eval_corpus().empty()) return absl::InvalidArgumentError("eval_corpus is empty");
+  QCAL_ASSIGN_OR_RETURN(std::string corpus, paths_.Resolve("eval_corpus", req.eval_corpus()));
+  corpus::CorpusReadOptions read;
+  read.skip_bad_records = s->skip_bad_lines();
+  QCAL_ASSIGN_OR_RETURN(corpus::CorpusStats cs, corpus::ValidateCorpus(corpus, read));
+  const int64_t usable = cs.documents - s->skip_docs();
+  if (usable <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("eval_corpus ", corpus, " has no usable sample"));
+  }
+  if (s->mode() == "document" && usable < s->num_samples()) {
+    return absl::InvalidArgumentError(absl::StrCat("eval_corpus ", corpus, " has ", usable,
+                                                   " usable documents, fewer than eval_sampling.num_samples ",
+                                                   s->num_samples()));
+  }
+  req.set_eval_corpus(corpus);
+  QCAL_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(parent.resolved_model()));
+  if (s->seq_len() > config.max_position_embeddings) {
+    return absl::InvalidArgumentError("eval_sampling.seq_len exceeds the model's max_position_embeddings");
+  }
+  QCAL_ASSIGN_OR_RETURN(stats::StatsSet stats, ReadStats(parent.id(), linears));
+  QCAL_ASSIGN_OR_RETURN(EvaluationPlan plan, PlanEvaluation(req, stats, config));
+
+  v1::Operation op;
+  {
+    absl::MutexLock lock(&mu_);
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "eval-%06" PRId64 "-", next_job_seq_);
+    const std::string id = buf + NewId("").substr(12);
+    JobView j;
+    v1::JobRecord& r = j.record;
+    r.set_kind(v1::JOB_KIND_EVALUATE);
+    r.set_parent_job(parent.id());
+    *r.mutable_evaluate() = req;
+    for (auto& v : plan.variants) {
+      v.set_eval_corpus(corpus);
+      *v.mutable_eval_sampling() = *s;
+      *r.add_variants() = v;
+    }
+    *r.mutable_evaluate_response() = plan.response;
+    const int64_t per = (s->num_samples() + req.shard_size() - 1) / req.shard_size();
+    r.set_units_per_variant(per);
+    r.set_shard_size(req.shard_size());
+    r.set_next_task_seq(1);
+    v1::Job* job = r.mutable_job();
+    job->set_id(id);
+    job->set_state(v1::JOB_PENDING);
+    *job->mutable_spec() = parent.spec();
+    job->mutable_spec()->set_batch_size(req.batch_size());
+    job->set_resolved_model(parent.resolved_model());
+    job->set_resolved_corpus(corpus);
+    job->set_architecture(parent.architecture());
+    const int64_t units = per * r.variants_size();
+    job->mutable_progress()->set_shards_total(units);
+    job->mutable_progress()->set_samples_total(s->num_samples() * r.variants_size());
+    *job->mutable_create_time() = ToProto(options_.now());
+    QCAL_RETURN_IF_ERROR(InsertNewJob(std::move(j), units));
+    op.set_name("operations/" + id);
+    v1::EvaluateMetadata meta;
+    meta.set_job_id(parent.id());
+    meta.set_units_total(units);
+    op.mutable_metadata()->PackFrom(meta);
+  }
+  return op;
+}
+
+absl::Status Coordinator::FinishEvaluationLocked(JobView& j) {
+  const int64_t per = j.record.units_per_variant();
+  std::vector<v1::EvaluatePartial> sums(j.record.variants_size());
+  // Sum in unit order: the result does not depend on how units were grouped.
+  for (int64_t u = 0; u < static_cast<int64_t>(j.shards.size()); ++u) {
+    v1::EvaluatePartial p;
+    if (!p.ParseFromString(j.shards[u].result())) return Corrupt("evaluation unit result");
+    v1::EvaluatePartial& sum = sums[u / per];
+    sum.set_hits(sum.hits() + p.hits());
+    sum.set_total(sum.total() + p.total());
+    sum.set_nll_sum(sum.nll_sum() + p.nll_sum());
+    sum.set_predictions(sum.predictions() + p.predictions());
+  }
+  return FinishEvaluation(j.record.evaluate(), sums, j.record.mutable_evaluate_response());
+}
+
+}  // namespace qcal::server
