@@ -64,6 +64,7 @@
 #include "grpcpp/grpcpp.h"
 #include "nlohmann/json.hpp"
 #include "proto/qcal/v1/calibration.grpc.pb.h"
+#include "proto/qcal/v1/job_state.h"
 #include "proto/qcal/v1/worker.grpc.pb.h"
 
 namespace qcal::bench {
@@ -712,9 +713,6 @@ absl::StatusOr<v1::Job> GetJob(const std::string& address, const std::string& id
   return job;
 }
 
-bool IsFinal(v1::JobState s) {
-  return s == v1::JOB_CALIBRATED || s == v1::JOB_FAILED || s == v1::JOB_CANCELLED;
-}
 
 // A fake worker's identity and stubs.
 struct FakeWorker {
@@ -1271,7 +1269,7 @@ DataResult RunDataPlane(const Flags& f, const std::string& work, const std::stri
       if (s.ok()) {
         ok_reports.fetch_add(1);
         bytes.fetch_add(sent);
-        if (IsFinal(resp.job_state())) finished.store(true);
+        if (v1::IsFinalJobState(resp.job_state())) finished.store(true);
       }
     }
   };

@@ -23,6 +23,7 @@
 #include "google/protobuf/util/time_util.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/qcal/v1/calibration.grpc.pb.h"
+#include "proto/qcal/v1/job_state.h"
 
 namespace {
 
@@ -49,10 +50,6 @@ struct Run {
   int64_t backups = 0;
   bool ok = false;
 };
-
-bool IsFinal(qcal::v1::JobState s) {
-  return s == qcal::v1::JOB_CALIBRATED || s == qcal::v1::JOB_FAILED || s == qcal::v1::JOB_CANCELLED;
-}
 
 Run RunJob(const Flags& f, int workers, const std::string& scratch) {
   Run run;
@@ -88,7 +85,7 @@ Run RunJob(const Flags& f, int workers, const std::string& scratch) {
       return run;
     }
   }
-  while (!IsFinal(job.state())) {
+  while (!qcal::v1::IsFinalJobState(job.state())) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     grpc::ClientContext ctx;
     qcal::v1::GetJobRequest g;

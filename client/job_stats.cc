@@ -1,16 +1,12 @@
 #include "client/job_stats.h"
 
-#include <unistd.h>
-
-#include <cerrno>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "client/exit_codes.h"
+#include "common/atomic_file.h"
 #include "common/stats/outputs.h"
 #include "common/stats/stats_proto.h"
 #include "proto/qcal/v1/calibration.grpc.pb.h"
@@ -25,20 +21,6 @@ absl::Status AddLinear(const v1::LinearStatsProto& proto, stats::StatsSet* set) 
   auto output = stats::TensorStatsFromProto(proto.output(), context + " output");
   if (!output.ok()) return output.status();
   return set->Add(stats::LinearStats(proto.name(), *std::move(input), *std::move(output)));
-}
-
-std::string TempPathFor(const std::string& path) {
-  return absl::StrCat(path, ".tmp.", ::getpid());
-}
-
-absl::Status RenameInto(const std::string& from, const std::string& to) {
-  if (std::rename(from.c_str(), to.c_str()) != 0) {
-    const int err = errno;
-    std::remove(from.c_str());
-    return absl::InternalError(absl::StrCat("cannot rename ", from, " to ", to, ": ",
-                                            std::strerror(err)));
-  }
-  return absl::OkStatus();
 }
 
 }  // namespace
@@ -95,13 +77,13 @@ absl::StatusOr<StatsFormat> ParseStatsFormat(absl::string_view name) {
 absl::Status WriteStatsFile(const stats::StatsSet& set, StatsFormat format,
                             const std::string& path) {
   if (format == StatsFormat::kSmoothQuant) {
-    const std::string temp = TempPathFor(path);
+    const std::string temp = TemporaryPathFor(path);
     absl::Status status = stats::WriteSmoothQuantActScales(set, temp);
     if (!status.ok()) {
       std::remove(temp.c_str());
       return status;
     }
-    return RenameInto(temp, path);
+    return RenameIntoPlace(temp, path);
   }
   return WriteFileAtomically(
       path, stats::MllmDistributionJson(set, format == StatsFormat::kMllm
@@ -110,20 +92,10 @@ absl::Status WriteStatsFile(const stats::StatsSet& set, StatsFormat format,
 }
 
 absl::Status WriteFileAtomically(const std::string& path, const std::string& content) {
-  const std::string temp = TempPathFor(path);
-  {
-    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-    if (!out) {
-      return UsageError(absl::StrCat("cannot write ", path, ": ", std::strerror(errno)));
-    }
-    out << content;
-    out.close();
-    if (!out) {
-      std::remove(temp.c_str());
-      return absl::InternalError(absl::StrCat("error writing ", path));
-    }
-  }
-  return RenameInto(temp, path);
+  absl::Status s = qcal::WriteFileAtomically(path, content);
+  // An --out that cannot be created is the user's to fix.
+  if (s.code() == absl::StatusCode::kPermissionDenied) return UsageError(s.message());
+  return s;
 }
 
 absl::Status CheckOutputPath(const std::string& path) {

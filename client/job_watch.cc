@@ -12,6 +12,7 @@
 #include "client/exit_codes.h"
 #include "client/interrupt.h"
 #include "proto/qcal/v1/calibration.grpc.pb.h"
+#include "proto/qcal/v1/job_state.h"
 
 namespace qcal::client {
 namespace {
@@ -91,7 +92,7 @@ absl::StatusOr<v1::Job> WatchUntilFinal(const Connection& connection,
       backoff = absl::Milliseconds(250);
       if (display != nullptr) display->Update(job);
       last = job;
-      if (IsFinalState(job.state())) {
+      if (v1::IsFinalJobState(job.state())) {
         context->TryCancel();
         break;
       }
@@ -99,7 +100,7 @@ absl::StatusOr<v1::Job> WatchUntilFinal(const Connection& connection,
     const grpc::Status finish = reader->Finish();
     monitor.SetContext(nullptr);
     if (absl::Status why = monitor.reason(); !why.ok()) return why;
-    if (last.has_value() && IsFinalState(last->state())) return *last;
+    if (last.has_value() && v1::IsFinalJobState(last->state())) return *last;
     // The stream ended before a final state.
     const bool retryable =
         finish.ok() || finish.error_code() == grpc::StatusCode::UNAVAILABLE;

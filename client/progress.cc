@@ -8,6 +8,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
 #include "client/json_output.h"
+#include "proto/qcal/v1/job_state.h"
 
 namespace qcal::client {
 namespace {
@@ -42,11 +43,6 @@ std::string ShortStateName(v1::JobState state) {
   if (name.empty()) return absl::StrCat("STATE_", static_cast<int>(state));
   if (name.rfind("JOB_", 0) == 0) return name.substr(4);
   return name;
-}
-
-bool IsFinalState(v1::JobState state) {
-  return state == v1::JOB_CALIBRATED || state == v1::JOB_FAILED ||
-         state == v1::JOB_CANCELLED;
 }
 
 std::string FormatElapsed(absl::Duration d) {
@@ -135,7 +131,7 @@ ProgressFigures JobDisplay::Figures(const v1::Job& job, absl::Time now) const {
 
 ProgressFigures JobDisplay::FiguresLocked(const v1::Job& job, absl::Time now) const {
   ProgressFigures f;
-  const bool final_state = IsFinalState(job.state());
+  const bool final_state = v1::IsFinalJobState(job.state());
   const bool has_span = HasTime(job.create_time()) && HasTime(job.update_time());
   if (HasTime(job.create_time())) {
     const absl::Time end = final_state && has_span ? ToTime(job.update_time()) : now;
@@ -213,7 +209,7 @@ void JobDisplay::Finish(absl::Time now) {
     *out_ << "\n";
     line_open_ = false;
   }
-  if (job_.has_value() && IsFinalState(job_->state())) {
+  if (job_.has_value() && v1::IsFinalJobState(job_->state())) {
     *out_ << FormatFinalLine(*job_, FiguresLocked(*job_, now)) << "\n";
   }
   out_->flush();

@@ -23,7 +23,6 @@ namespace qcal::client {
 
 // "JOB_RUNNING" -> "RUNNING".
 std::string ShortStateName(v1::JobState state);
-bool IsFinalState(v1::JobState state);
 
 // "0s", "59s", "1m05s", "2h03m04s" (whole seconds, negative shown as 0s).
 std::string FormatElapsed(absl::Duration d);

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "gtest/gtest.h"
+#include "proto/qcal/v1/job_state.h"
 
 namespace qcal::client {
 namespace {
@@ -43,8 +44,8 @@ TEST(ProgressTest, Formatting) {
   EXPECT_EQ(FormatBar(9, 4, 8), "[########]");
   EXPECT_EQ(FormatBar(3, 0, 4), "[....]");
   EXPECT_EQ(ShortStateName(v1::JOB_RUNNING), "RUNNING");
-  EXPECT_TRUE(IsFinalState(v1::JOB_CANCELLED));
-  EXPECT_FALSE(IsFinalState(v1::JOB_PENDING));
+  EXPECT_TRUE(v1::IsFinalJobState(v1::JOB_CANCELLED));
+  EXPECT_FALSE(v1::IsFinalJobState(v1::JOB_PENDING));
 }
 
 TEST(ProgressTest, Lines) {

@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/atomic_file.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -321,7 +322,7 @@ absl::Status WriteSafetensors(const std::string& path, const std::vector<TensorT
   std::string h = header.dump();
   // Pad with spaces so the data buffer starts 8-byte aligned (allowed by the format).
   while ((8 + h.size()) % 8 != 0) h.push_back(' ');
-  const std::string tmp = path + ".tmp";
+  const std::string tmp = TemporaryPathFor(path);
   {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
     if (!f) return absl::PermissionDeniedError(absl::StrCat("cannot write ", tmp));
@@ -332,12 +333,13 @@ absl::Status WriteSafetensors(const std::string& path, const std::vector<TensorT
     f.write(h.data(), static_cast<std::streamsize>(h.size()));
     for (const auto& t : tensors) f.write(t.bytes.data(), static_cast<std::streamsize>(t.bytes.size()));
     f.flush();
-    if (!f) return absl::DataLossError(absl::StrCat("short write to ", tmp));
+    if (!f) {
+      f.close();
+      std::remove(tmp.c_str());
+      return absl::DataLossError(absl::StrCat("short write to ", tmp));
+    }
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    return absl::InternalError(absl::StrCat("rename ", tmp, " -> ", path, ": ", std::strerror(errno)));
-  }
-  return absl::OkStatus();
+  return RenameIntoPlace(tmp, path);
 }
 
 }  // namespace qcal

@@ -14,6 +14,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "common/atomic_file.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -132,9 +133,9 @@ int Run(const Flags& f) {
   const std::string host = f.listen.substr(0, f.listen.rfind(':'));
   const std::string bound = absl::StrCat(host == "0.0.0.0" || host == "[::]" ? "127.0.0.1" : host, ":", port);
   if (!f.port_file.empty()) {
-    const std::string tmp = f.port_file + ".tmp";
-    std::ofstream(tmp) << bound << "\n";
-    std::filesystem::rename(tmp, f.port_file);
+    if (absl::Status s = qcal::WriteFileAtomically(f.port_file, bound + "\n"); !s.ok()) {
+      return Fail(std::string(s.message()));
+    }
   }
   std::cerr << "qcal-coordinator: serving on " << bound << " (db " << f.db << ", auth "
             << (auth.enabled() ? "on" : "off") << ", tls " << (f.tls_cert.empty() ? "off" : "on")

@@ -12,6 +12,7 @@
 #include "common/stats/stats_proto.h"
 #include "gtest/gtest.h"
 #include "proto/qcal/v1/calibration.grpc.pb.h"
+#include "proto/qcal/v1/job_state.h"
 #include "proto/qcal/v1/operations.grpc.pb.h"
 #include "tests/test_cluster.h"
 
@@ -52,8 +53,7 @@ inline v1::Job WaitFinal(TestCluster& c, const std::string& job_id, int timeout_
     v1::GetJobRequest r;
     r.set_job_id(job_id);
     if (stub->GetJob(&ctx, r, &last).ok() &&
-        (last.state() == v1::JOB_CALIBRATED || last.state() == v1::JOB_FAILED ||
-         last.state() == v1::JOB_CANCELLED)) {
+        v1::IsFinalJobState(last.state())) {
       return last;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));

@@ -23,6 +23,7 @@
 #include "grpcpp/grpcpp.h"
 #include "proto/qcal/v1/calibration.grpc.pb.h"
 #include "proto/qcal/v1/evaluation.pb.h"
+#include "proto/qcal/v1/job_state.h"
 #include "proto/qcal/v1/operations.grpc.pb.h"
 
 namespace qcal::client::testing {
@@ -389,8 +390,7 @@ class FakeCalibrationService final : public v1::CalibrationService::Service,
     auto it = jobs_.find(request->job_id());
     if (it == jobs_.end()) return NotFound(request->job_id());
     v1::Job job = it->second.back();
-    if (job.state() == v1::JOB_CALIBRATED || job.state() == v1::JOB_FAILED ||
-        job.state() == v1::JOB_CANCELLED) {
+    if (v1::IsFinalJobState(job.state())) {
       return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                           absl::StrCat("job ", job.id(), " has already ended"));
     }

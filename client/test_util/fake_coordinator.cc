@@ -23,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "client/test_util/fake_calibration_server.h"
+#include "common/atomic_file.h"
 
 using qcal::client::testing::FakeCalibrationService;
 
@@ -77,9 +78,9 @@ int main(int argc, char** argv) {
     std::cerr << "fake_coordinator: cannot listen\n";
     return 1;
   }
-  {
-    std::ofstream(port_file + ".tmp") << server.address() << "\n";
-    std::filesystem::rename(port_file + ".tmp", port_file);
+  if (!qcal::WriteFileAtomically(port_file, server.address() + "\n").ok()) {
+    std::cerr << "fake_coordinator: cannot write " << port_file << "\n";
+    return 1;
   }
   std::cout << "fake_coordinator: serving on " << server.address() << std::endl;
 

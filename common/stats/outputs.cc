@@ -6,9 +6,8 @@
 #include <filesystem>
 #include <vector>
 
-#include <unistd.h>
-
 #include "absl/strings/str_cat.h"
+#include "common/atomic_file.h"
 #include "common/safetensors.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
@@ -33,34 +32,6 @@ std::vector<LinearSummary> Summaries(const StatsSet& set, Mode mode) {
     if (in.ok() && o.ok()) out.push_back({&linear, *in, *o});
   }
   return out;
-}
-
-absl::Status ErrnoError(const std::string& what, const std::string& path) {
-  return absl::InternalError(absl::StrCat(what, " ", path, ": ", std::strerror(errno)));
-}
-
-// Writes `contents` to `path` through `path`.tmp.<pid> and a rename.
-absl::Status WriteFileAtomically(const std::string& path, const std::string& contents) {
-  const std::string tmp = absl::StrCat(path, ".tmp.", ::getpid());
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (f == nullptr) return ErrnoError("cannot create", tmp);
-  bool ok = std::fwrite(contents.data(), 1, contents.size(), f) == contents.size() &&
-            std::fflush(f) == 0 && ::fsync(::fileno(f)) == 0;
-  int err = ok ? 0 : errno;
-  if (std::fclose(f) != 0 && ok) {
-    ok = false;
-    err = errno;
-  }
-  if (!ok) {
-    std::remove(tmp.c_str());
-    return absl::InternalError(absl::StrCat("cannot write ", tmp, ": ", std::strerror(err)));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    absl::Status status = ErrnoError("cannot rename into place", path);
-    std::remove(tmp.c_str());
-    return status;
-  }
-  return absl::OkStatus();
 }
 
 }  // namespace

@@ -15,13 +15,12 @@
 #include "google/protobuf/timestamp.pb.h"
 #include "google/protobuf/util/time_util.h"
 #include "proto/qcal/v1/job.pb.h"
+#include "proto/qcal/v1/job_state.h"
 
 namespace qcal::server {
 
 // A job (or an evaluation's or export's internal job) that will not change again.
-inline bool IsFinal(v1::JobState s) {
-  return s == v1::JOB_CALIBRATED || s == v1::JOB_FAILED || s == v1::JOB_CANCELLED;
-}
+inline bool IsFinal(v1::JobState s) { return v1::IsFinalJobState(s); }
 
 // Largest num_samples of a job or an evaluation.
 inline constexpr int64_t kMaxSamples = 10'000'000;

@@ -6,6 +6,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "google/protobuf/util/time_util.h"
+#include "proto/qcal/v1/job_state.h"
 
 namespace qcal::server {
 namespace {
@@ -28,9 +29,6 @@ grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx, const Auth* au
   return reactor;
 }
 
-bool IsFinalState(v1::JobState s) {
-  return s == v1::JOB_CALIBRATED || s == v1::JOB_FAILED || s == v1::JOB_CANCELLED;
-}
 
 // WatchJob: sends the job now and after every change (coalescing changes that arrive
 // while a write is in flight), finishes when the job is final.
@@ -77,7 +75,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::Job> {
       FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
       return;
     }
-    if (IsFinalState(current_.state())) {
+    if (v1::IsFinalJobState(current_.state())) {
       FinishLocked(grpc::Status::OK);
       return;
     }

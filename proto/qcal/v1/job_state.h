@@ -1,0 +1,18 @@
+// Rules on JobState that every side of the API shares (coordinator, client, tests,
+// benchmarks), written once next to the generated messages.
+#ifndef QCAL_PROTO_QCAL_V1_JOB_STATE_H_
+#define QCAL_PROTO_QCAL_V1_JOB_STATE_H_
+
+#include "proto/qcal/v1/job.pb.h"
+
+namespace qcal::v1 {
+
+// CALIBRATED, FAILED or CANCELLED: the job (or an evaluation's or export's internal
+// job) will not change again.
+inline bool IsFinalJobState(JobState s) {
+  return s == JOB_CALIBRATED || s == JOB_FAILED || s == JOB_CANCELLED;
+}
+
+}  // namespace qcal::v1
+
+#endif  // QCAL_PROTO_QCAL_V1_JOB_STATE_H_
