@@ -10,6 +10,7 @@
 #include <iostream>
 #include <memory>
 #include <thread>
+#include <vector>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
@@ -21,6 +22,7 @@
 #include "prometheus/exposer.h"
 #include "server/core/coordinator.h"
 #include "server/metrics/metrics.h"
+#include "server/service/rpc_metrics.h"
 #include "server/service/services.h"
 #include "server/store/rocksdb_store.h"
 
@@ -116,6 +118,9 @@ int Run(const Flags& f) {
   builder.RegisterService(&calibration);
   builder.RegisterService(&workers);
   builder.RegisterService(&operations);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(qcal::server::RpcMetricsInterceptor(&metrics));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) return Fail(absl::StrCat("cannot listen on ", f.listen));
   auto* health = server->GetHealthCheckService();

@@ -64,6 +64,16 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                       .Register(r);
   backups_started_ = &backups.Add({{"result", "started"}});
   backups_won_ = &backups.Add({{"result", "won"}});
+  rpc_family_ = &prometheus::BuildHistogram()
+                     .Name("qcal_rpc_duration_seconds")
+                     .Help("Served RPCs by method and result code, from arrival to end")
+                     .Register(r);
+}
+
+void Metrics::Rpc(const std::string& method, const std::string& code, double seconds) {
+  static const prometheus::Histogram::BucketBoundaries kBuckets{
+      0.0005, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30, 100};
+  rpc_family_->Add({{"method", method}, {"code", code}}, kBuckets).Observe(seconds);
 }
 
 void Metrics::SetWorkerSpeed(const std::string& worker_id, const std::string& name, double sps) {

@@ -56,6 +56,9 @@ class Metrics {
   // and those whose report was merged first.
   void BackupStarted() { backups_started_->Increment(); }
   void BackupWon() { backups_won_->Increment(); }
+  // qcal_rpc_duration_seconds{method="/qcal.v1.X/Y", code="OK"|...}: every RPC served
+  // (server/service/rpc_metrics.h records them).
+  void Rpc(const std::string& method, const std::string& code, double seconds);
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
@@ -73,6 +76,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* worker_idle_family_;
   prometheus::Counter* backups_started_;
   prometheus::Counter* backups_won_;
+  prometheus::Family<prometheus::Histogram>* rpc_family_;
 };
 
 }  // namespace qcal::server
