@@ -120,6 +120,11 @@ class Coordinator {
   absl::Status CancelOperation(const std::string& name);
   // Blocks until the operation is done or `timeout` passes; returns it as it is then.
   absl::StatusOr<v1::Operation> WaitOperation(const std::string& name, absl::Duration timeout);
+  // A counter that moves whenever any operation changes. AwaitOperationChange blocks
+  // until it differs from `seen` or `timeout` passes and returns its value, so one
+  // thread can serve every waiting client (services.cc's OperationWaiters).
+  int64_t OperationsVersion() ABSL_LOCKS_EXCLUDED(mu_);
+  int64_t AwaitOperationChange(int64_t seen, absl::Duration timeout) ABSL_LOCKS_EXCLUDED(mu_);
 
   // ---- worker API ----
   absl::StatusOr<v1::RegisterWorkerResponse> RegisterWorker(const v1::RegisterWorkerRequest& r);
@@ -251,6 +256,7 @@ class Coordinator {
   uint64_t id_salt_ ABSL_GUARDED_BY(mu_) = 0;
 
   absl::CondVar operations_changed_;  // with mu_
+  int64_t operations_version_ ABSL_GUARDED_BY(mu_) = 0;
 
   absl::Mutex watch_mu_;
   std::map<int64_t, std::pair<std::string, std::function<void(const v1::Job&)>>> watchers_

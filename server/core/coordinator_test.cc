@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <thread>
 
 #include "common/export/export.h"
 #include "common/model_config.h"
@@ -619,6 +620,45 @@ TEST_F(CoordinatorTest, ListJobsPagesNewestFirst) {
   EXPECT_EQ(got, ids);
   r.set_page_token("garbage");
   EXPECT_EQ(core_->ListJobs(r).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// The one-thread waiter of WaitOperation (services.cc) relies on this: the version
+// moves on any operation change, and a waiter wakes at once rather than at its timeout.
+TEST_F(CoordinatorTest, AwaitOperationChangeWakesOnAChangeAndOtherwiseTimesOut) {
+  auto job = core_->SubmitJob(Spec(8, 4));
+  ASSERT_TRUE(job.ok());
+  const std::string w = Register();
+  for (v1::Task t = Lease(w); !t.task_id().empty(); t = Lease(w)) {
+    auto [h, l] = Report(w, t, *job, nullptr);
+    ASSERT_TRUE(core_->CompleteTask(h, l).ok());
+  }
+  const int64_t before = core_->OperationsVersion();
+  const absl::Time t0 = absl::Now();
+  EXPECT_EQ(core_->AwaitOperationChange(before, absl::Milliseconds(200)), before);
+  EXPECT_GE(absl::Now() - t0, absl::Milliseconds(190));
+  v1::EvaluateRequest req;
+  req.set_job_id(job->id());
+  req.add_thresholds(8);
+  req.set_eval_corpus("corpus/sample.jsonl");
+  req.mutable_eval_sampling()->set_num_samples(4);
+  req.mutable_eval_sampling()->set_seq_len(32);
+  auto op = core_->Evaluate(req);
+  ASSERT_TRUE(op.ok()) << op.status();
+  const int64_t created = core_->OperationsVersion();
+  EXPECT_GT(created, before);
+  int64_t woke = created;
+  absl::Duration waited;
+  std::thread waiter([&] {
+    const absl::Time start = absl::Now();
+    woke = core_->AwaitOperationChange(created, absl::Seconds(30));
+    waited = absl::Now() - start;
+  });
+  absl::SleepFor(absl::Milliseconds(100));
+  ASSERT_TRUE(core_->CancelOperation(op->name()).ok());
+  waiter.join();
+  EXPECT_GT(woke, created);
+  EXPECT_LT(waited, absl::Seconds(5));
+  EXPECT_TRUE(core_->GetOperation(op->name())->done());
 }
 
 TEST_F(CoordinatorTest, EvaluationRunsAsExactlyOnceUnitsAndSurvivesARestart) {

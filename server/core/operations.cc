@@ -69,6 +69,7 @@ void Coordinator::SyncOperation(WriteBatch& b, const JobView& j) {
       break;
   }
   b.Put(Family::kOperations, job.id(), r.SerializeAsString());
+  ++operations_version_;
   operations_changed_.SignalAll();
 }
 
@@ -150,8 +151,23 @@ absl::Status Coordinator::CancelOperation(const std::string& name) {
   WriteBatch b;
   b.Put(Family::kOperations, id, r.SerializeAsString());
   QCAL_RETURN_IF_ERROR(store_->Write(b));
+  ++operations_version_;
   operations_changed_.SignalAll();
   return absl::OkStatus();
+}
+
+int64_t Coordinator::OperationsVersion() {
+  absl::MutexLock lock(&mu_);
+  return operations_version_;
+}
+
+int64_t Coordinator::AwaitOperationChange(int64_t seen, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  absl::MutexLock lock(&mu_);
+  while (operations_version_ == seen && absl::Now() < deadline) {
+    operations_changed_.WaitWithDeadline(&mu_, deadline);
+  }
+  return operations_version_;
 }
 
 absl::StatusOr<v1::Operation> Coordinator::WaitOperation(const std::string& name,

@@ -1,5 +1,6 @@
 #include "server/service/services.h"
 
+#include <algorithm>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -374,13 +375,75 @@ grpc::ServerUnaryReactor* OperationsServiceImpl::WaitOperation(grpc::CallbackSer
     timeout = absl::Milliseconds(
         google::protobuf::util::TimeUtil::DurationToMilliseconds(req->timeout()));
   }
-  // Waiting may take up to a minute: keep it off gRPC's callback threads.
-  std::thread([core = core_, name = req->name(), timeout, resp, reactor] {
-    auto r = core->WaitOperation(name, timeout);
-    if (r.ok()) *resp = *r;
-    reactor->Finish(ToGrpcStatus(r.status()));
-  }).detach();
+  // Waiting may take up to a minute: off gRPC's callback threads, on the one waiter.
+  waiters_.Add(req->name(), absl::Now() + std::min(timeout, absl::Seconds(60)), resp, reactor);
   return reactor;
+}
+
+OperationWaiters::OperationWaiters(Coordinator* core) : core_(core) {
+  thread_ = std::thread([this] { Loop(); });
+}
+
+OperationWaiters::~OperationWaiters() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  thread_.join();
+  absl::MutexLock lock(&mu_);
+  for (const Waiter& w : waiters_) {
+    w.reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down"));
+  }
+}
+
+void OperationWaiters::Add(std::string name, absl::Time deadline, v1::Operation* resp,
+                           grpc::ServerUnaryReactor* reactor) {
+  // Done already (or unknown): answer at once, without a round of the waiter.
+  absl::StatusOr<v1::Operation> op = core_->GetOperation(name);
+  if (!op.ok() || op->done() || absl::Now() >= deadline) {
+    if (op.ok()) *resp = *std::move(op);
+    reactor->Finish(ToGrpcStatus(op.status()));
+    return;
+  }
+  absl::MutexLock lock(&mu_);
+  waiters_.push_back({std::move(name), deadline, resp, reactor});
+}
+
+void OperationWaiters::Loop() {
+  int64_t seen = core_->OperationsVersion();
+  while (true) {
+    std::vector<Waiter> pending;
+    {
+      absl::MutexLock lock(&mu_);
+      if (stop_) return;
+      pending.swap(waiters_);
+    }
+    absl::Time next = absl::Now() + absl::Milliseconds(200);
+    std::vector<Waiter> still;
+    for (Waiter& w : pending) {
+      absl::StatusOr<v1::Operation> op = core_->GetOperation(w.name);
+      if (!op.ok()) {
+        w.reactor->Finish(ToGrpcStatus(op.status()));
+      } else if (op->done() || absl::Now() >= w.deadline) {
+        *w.resp = *std::move(op);
+        w.reactor->Finish(grpc::Status::OK);
+      } else {
+        next = std::min(next, w.deadline);
+        still.push_back(std::move(w));
+      }
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      // Calls added meanwhile are checked on the next round, which comes at once.
+      const bool added = !waiters_.empty();
+      waiters_.insert(waiters_.end(), std::make_move_iterator(still.begin()),
+                      std::make_move_iterator(still.end()));
+      if (stop_) return;
+      if (added) continue;
+    }
+    // New calls arrive without a version change: wake at least every 200 ms for them.
+    seen = core_->AwaitOperationChange(seen, std::max(absl::ZeroDuration(), next - absl::Now()));
+  }
 }
 
 }  // namespace qcal::server

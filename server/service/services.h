@@ -5,7 +5,12 @@
 #define QCAL_SERVER_SERVICE_SERVICES_H_
 
 #include <atomic>
+#include <string>
+#include <thread>
+#include <vector>
 
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "proto/qcal/v1/calibration.grpc.pb.h"
 #include "proto/qcal/v1/operations.grpc.pb.h"
 #include "proto/qcal/v1/worker.grpc.pb.h"
@@ -72,9 +77,43 @@ class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
   const Auth* auth_;
 };
 
+// Every pending WaitOperation on one thread: it wakes when any operation changes
+// (Coordinator::AwaitOperationChange) or the nearest deadline passes, and finishes
+// the calls whose operation is done or whose time is up. Bounded: one thread
+// however many clients wait. Destroying it finishes the calls still waiting with
+// UNAVAILABLE.
+class OperationWaiters {
+ public:
+  explicit OperationWaiters(Coordinator* core);
+  ~OperationWaiters();
+  OperationWaiters(const OperationWaiters&) = delete;
+  OperationWaiters& operator=(const OperationWaiters&) = delete;
+
+  // Finishes `reactor` with the operation (written to `*resp`) once it is done or at
+  // `deadline`, or with GetOperation's error.
+  void Add(std::string name, absl::Time deadline, v1::Operation* resp,
+           grpc::ServerUnaryReactor* reactor);
+
+ private:
+  struct Waiter {
+    std::string name;
+    absl::Time deadline;
+    v1::Operation* resp;
+    grpc::ServerUnaryReactor* reactor;
+  };
+  void Loop();
+
+  Coordinator* const core_;
+  absl::Mutex mu_;
+  std::vector<Waiter> waiters_ ABSL_GUARDED_BY(mu_);
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
 class OperationsServiceImpl final : public v1::Operations::CallbackService {
  public:
-  OperationsServiceImpl(Coordinator* core, const Auth* auth) : core_(core), auth_(auth) {}
+  OperationsServiceImpl(Coordinator* core, const Auth* auth)
+      : core_(core), auth_(auth), waiters_(core) {}
 
   grpc::ServerUnaryReactor* GetOperation(grpc::CallbackServerContext* ctx,
                                          const v1::GetOperationRequest* req,
@@ -92,6 +131,7 @@ class OperationsServiceImpl final : public v1::Operations::CallbackService {
  private:
   Coordinator* core_;
   const Auth* auth_;
+  OperationWaiters waiters_;
 };
 
 }  // namespace qcal::server
