@@ -5,12 +5,12 @@
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
-#include "common/corpus/corpus_index.h"
 #include "common/model_config.h"
 #include "common/stats/stats_proto.h"
 #include "common/status_macros.h"
 #include "server/core/evaluation_plan.h"
 #include "server/core/records.h"
+#include "server/core/sampling_checks.h"
 
 namespace qcal::server {
 
@@ -49,41 +49,14 @@ absl::StatusOr<v1::Operation> Coordinator::Evaluate(const v1::EvaluateRequest& r
     return absl::InvalidArgumentError("shard_size must be in [1, 4096] and batch_size in [1, 1024]");
   }
   v1::SamplingOptions* s = req.mutable_eval_sampling();
-  if (!s->has_num_samples()) s->set_num_samples(256);
-  if (!s->has_seq_len()) s->set_seq_len(parent.spec().sampling().seq_len());
-  if (s->mode().empty()) s->set_mode("document");
-  if (s->order().empty()) s->set_order("shuffled");
-  if (!s->has_seed()) s->set_seed(42);
-  if (s->num_samples() < 1 || s->num_samples() > kMaxSamples) {
-    return absl::InvalidArgumentError(absl::StrCat("eval_sampling.num_samples = ", s->num_samples(),
-                                                   " is out of range [1, ", kMaxSamples, "]"));
-  }
-  if (s->seq_len() < 2 || s->seq_len() > (1 << 20)) {
-    return absl::InvalidArgumentError("eval_sampling.seq_len must be in [2, 1048576] (the last token is the label)");
-  }
-  if ((s->mode() != "document" && s->mode() != "packed") ||
-      (s->order() != "sequential" && s->order() != "shuffled") || s->skip_docs() < 0) {
-    return absl::InvalidArgumentError("eval_sampling: mode must be document|packed, order sequential|shuffled");
-  }
+  QCAL_RETURN_IF_ERROR(NormalizeSampling(
+      "eval_sampling", SamplingDefaults{256, parent.spec().sampling().seq_len(), 2}, s));
   if (req.eval_corpus().empty()) return absl::InvalidArgumentError("eval_corpus is empty");
   QCAL_ASSIGN_OR_RETURN(std::string corpus, paths_.Resolve("eval_corpus", req.eval_corpus()));
-  corpus::CorpusReadOptions read;
-  read.skip_bad_records = s->skip_bad_lines();
-  QCAL_ASSIGN_OR_RETURN(corpus::CorpusStats cs, corpus::ValidateCorpus(corpus, read));
-  const int64_t usable = cs.documents - s->skip_docs();
-  if (usable <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat("eval_corpus ", corpus, " has no usable sample"));
-  }
-  if (s->mode() == "document" && usable < s->num_samples()) {
-    return absl::InvalidArgumentError(absl::StrCat("eval_corpus ", corpus, " has ", usable,
-                                                   " usable documents, fewer than eval_sampling.num_samples ",
-                                                   s->num_samples()));
-  }
+  QCAL_RETURN_IF_ERROR(CheckCorpusFor("eval_corpus", corpus, "eval_sampling", *s));
   req.set_eval_corpus(corpus);
   QCAL_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(parent.resolved_model()));
-  if (s->seq_len() > config.max_position_embeddings) {
-    return absl::InvalidArgumentError("eval_sampling.seq_len exceeds the model's max_position_embeddings");
-  }
+  QCAL_RETURN_IF_ERROR(CheckSeqLenFits("eval_sampling", *s, config));
   QCAL_ASSIGN_OR_RETURN(stats::StatsSet stats, ReadStats(parent.id(), linears));
   QCAL_ASSIGN_OR_RETURN(EvaluationPlan plan, PlanEvaluation(req, stats, config));
 
