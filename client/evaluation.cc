@@ -1,6 +1,5 @@
 #include "client/evaluation.h"
 
-#include <array>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -10,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "common/quant/report.h"
 #include "common/status_macros.h"
+#include "client/columns.h"
 #include "client/json_output.h"
 #include "nlohmann/json.hpp"
 #include "proto/qcal/v1/operations.grpc.pb.h"
@@ -122,8 +122,7 @@ const v1::ThresholdResult* RecommendedResult(const v1::EvaluateResponse& respons
 }
 
 std::string FormatEvaluationTable(const v1::EvaluateResponse& response) {
-  using Row = std::array<std::string, 10>;
-  std::vector<Row> rows;
+  std::vector<std::vector<std::string>> rows;
   rows.push_back({"", "THRESHOLD", "RES", "PPL", "CLIP_IN", "NO_CLIP_IN", "CLIP_OUT",
                   "NO_CLIP_OUT", "SHADOW", "SHADOW_LAYERS"});
   rows.push_back({"", "float", Metric(response.float_res(), "%.4f"),
@@ -139,21 +138,9 @@ std::string FormatEvaluationTable(const v1::EvaluateResponse& response) {
                     absl::StrCat(r.shadow_layers_size()),
                     quant::FormatLayerSet(Layers(r))});
   }
-  std::array<size_t, 10> width{};
-  for (const Row& row : rows) {
-    for (size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
-  }
   std::string out = absl::StrCat("evaluation of ", response.job_id(), " (mode ",
                                  response.mode().empty() ? "abs" : response.mode(), ", ",
-                                 response.samples(), " samples)\n");
-  for (const Row& row : rows) {
-    std::string line;
-    for (size_t i = 0; i < row.size(); ++i) {
-      absl::StrAppend(&line, row[i]);
-      if (i + 1 < row.size()) line.append(width[i] - row[i].size() + 2, ' ');
-    }
-    absl::StrAppend(&out, line, "\n");
-  }
+                                 response.samples(), " samples)\n", FormatColumns(rows));
   const std::string note = response.recommendation_note().empty()
                                ? ""
                                : absl::StrCat("; ", response.recommendation_note());

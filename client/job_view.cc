@@ -1,7 +1,6 @@
 #include "client/job_view.h"
 
 #include <algorithm>
-#include <array>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -9,6 +8,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
+#include "client/columns.h"
 #include "client/exit_codes.h"
 #include "client/progress.h"
 
@@ -102,28 +102,14 @@ std::string FormatJobDetails(const v1::Job& job) {
 
 std::string FormatJobTable(const google::protobuf::RepeatedPtrField<v1::Job>& jobs) {
   if (jobs.empty()) return "no jobs\n";
-  using Row = std::array<std::string, 6>;
-  std::vector<Row> rows;
+  std::vector<std::vector<std::string>> rows;
   rows.push_back({"ID", "NAME", "STATE", "PROGRESS", "MODEL", "CREATED"});
   for (const v1::Job& job : jobs) {
     rows.push_back({job.id(), OrDash(job.spec().display_name()),
                     ShortStateName(job.state()), Progress(job.progress()),
                     OrDash(job.spec().model()), FormatTimestamp(job.create_time())});
   }
-  std::array<size_t, 6> width{};
-  for (const Row& row : rows) {
-    for (size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
-  }
-  std::string out;
-  for (const Row& row : rows) {
-    std::string line;
-    for (size_t i = 0; i < row.size(); ++i) {
-      absl::StrAppend(&line, row[i]);
-      if (i + 1 < row.size()) line.append(width[i] - row[i].size() + 2, ' ');
-    }
-    absl::StrAppend(&out, line, "\n");
-  }
-  return out;
+  return FormatColumns(rows);
 }
 
 }  // namespace qcal::client
