@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "client/cli.h"
 #include "client/connection.h"
+#include "client/json_output.h"
 #include "client/progress.h"
 
 namespace qcal::client {
@@ -40,6 +41,21 @@ struct CommandEnv {
     return Connection::Create(flags->connection);
   }
 };
+
+// The endings every command shares: `message` as one JSON line (--json, see
+// json_output.h); or that with --json and `text` otherwise.
+inline absl::Status PrintJsonLine(const CommandEnv& env, const google::protobuf::Message& message) {
+  auto line = MessageToJsonLine(message);
+  if (!line.ok()) return line.status();
+  env.out() << *line << "\n";
+  return absl::OkStatus();
+}
+inline absl::Status PrintResult(const CommandEnv& env, const google::protobuf::Message& message,
+                                const std::string& text) {
+  if (env.json()) return PrintJsonLine(env, message);
+  env.out() << text;
+  return absl::OkStatus();
+}
 
 using CommandAction = std::function<absl::Status(const CommandEnv&)>;
 

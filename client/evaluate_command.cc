@@ -100,14 +100,7 @@ absl::Status Evaluate(const CommandEnv& env, const EvaluateFlags& flags) {
   if (absl::Status s = OperationOutcome(*done); !s.ok()) return s;
   auto response = EvaluateResponseOf(*done);
   if (!response.ok()) return response.status();
-  if (env.json()) {
-    auto line = MessageToJsonLine(*response);
-    if (!line.ok()) return line.status();
-    env.out() << *line << "\n";
-  } else {
-    env.out() << FormatEvaluationTable(*response);
-  }
-  return absl::OkStatus();
+  return PrintResult(env, *response, FormatEvaluationTable(*response));
 }
 
 }  // namespace

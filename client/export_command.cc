@@ -104,14 +104,7 @@ absl::Status Export(const CommandEnv& env, const ExportFlags& flags) {
       RunExport(**connection, *request, &display, env.flags->connection.timeout_seconds);
   display.Finish();
   if (!response.ok()) return response.status();
-  if (env.json()) {
-    auto line = MessageToJsonLine(*response);
-    if (!line.ok()) return line.status();
-    env.out() << *line << "\n";
-  } else {
-    env.out() << FormatExportSummary(*response);
-  }
-  return absl::OkStatus();
+  return PrintResult(env, *response, FormatExportSummary(*response));
 }
 
 }  // namespace

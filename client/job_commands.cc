@@ -20,13 +20,6 @@ namespace {
 
 constexpr int32_t kMaxPageSize = 1000;
 
-absl::Status PrintJson(const CommandEnv& env, const google::protobuf::Message& message) {
-  auto line = MessageToJsonLine(message);
-  if (!line.ok()) return line.status();
-  env.out() << *line << "\n";
-  return absl::OkStatus();
-}
-
 // Follows the job to its end with the display the output calls for; OK only when
 // it ends CALIBRATED.
 absl::Status WaitAndShow(const CommandEnv& env, const Connection& connection,
@@ -58,7 +51,7 @@ absl::Status Submit(const CommandEnv& env, const SubmitFlags& flags) {
     return (*connection)->ToStatus(s);
   }
   if (!flags.wait) {
-    if (env.json()) return PrintJson(env, job);
+    if (env.json()) return PrintJsonLine(env, job);
     env.out() << job.id() << "\n";
     return absl::OkStatus();
   }
@@ -77,7 +70,7 @@ absl::Status Status(const CommandEnv& env, const std::string& job_id) {
   if (grpc::Status s = stub->GetJob(context.get(), request, &job); !s.ok()) {
     return (*connection)->ToStatus(s);
   }
-  if (env.json()) return PrintJson(env, job);
+  if (env.json()) return PrintJsonLine(env, job);
   env.out() << FormatJobDetails(job);
   return absl::OkStatus();
 }
@@ -120,7 +113,7 @@ absl::Status List(const CommandEnv& env, const ListFlags& flags) {
     }
     request.set_page_token(page.next_page_token());
   }
-  if (env.json()) return PrintJson(env, all);
+  if (env.json()) return PrintJsonLine(env, all);
   env.out() << FormatJobTable(all.jobs());
   if (!all.next_page_token().empty()) {
     env.out() << "(more jobs: use --all, or --page-size up to " << kMaxPageSize << ")\n";
@@ -139,7 +132,7 @@ absl::Status Cancel(const CommandEnv& env, const std::string& job_id) {
   if (grpc::Status s = stub->CancelJob(context.get(), request, &job); !s.ok()) {
     return (*connection)->ToStatus(s);
   }
-  if (env.json()) return PrintJson(env, job);
+  if (env.json()) return PrintJsonLine(env, job);
   env.out() << job.id() << " " << ShortStateName(job.state()) << "\n";
   return absl::OkStatus();
 }
