@@ -111,11 +111,9 @@ int Run(const Flags& f) {
   std::map<int, std::vector<int64_t>> planted;
   for (int layer : f.layers) {
     const std::string name = absl::StrCat("model.layers.", layer, ".mlp.down_proj");
-    const qcal::stats::TensorStats* in = nullptr;
-    for (size_t i = 0; i < stats.size(); ++i) {
-      if (stats.at(i).name == name) in = &stats.at(i).input;
-    }
-    if (in == nullptr) return Fail("the model has no " + name);
+    const qcal::stats::LinearStats* linear = stats.Find(name);
+    if (linear == nullptr) return Fail("the model has no " + name);
+    const qcal::stats::TensorStats* in = &linear->input;
     const std::vector<float> absmax = in->AbsMaxPerChannel();
     std::vector<double> spiky(absmax.size());
     for (size_t c = 0; c < absmax.size(); ++c) {

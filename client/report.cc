@@ -125,10 +125,7 @@ const v1::ThresholdResult* ShownThreshold(const v1::EvaluateResponse& r) {
 Json TensorsJson(const v1::ThresholdResult& t, const stats::StatsSet& set) {
   Json out = Json::array();
   for (const v1::LinearClip& l : t.linears()) {
-    const stats::LinearStats* stats = nullptr;
-    for (size_t i = 0; i < set.size(); ++i) {
-      if (set.at(i).name == l.name()) stats = &set.at(i);
-    }
+    const stats::LinearStats* stats = set.Find(l.name());
     for (int side = 0; side < 2; ++side) {
       const bool clipped = side == 0 ? l.clip_input() : l.clip_output();
       Json e = {{"linear", l.name()},
@@ -193,11 +190,12 @@ absl::StatusOr<ReportInputs> GatherReport(const Connection& connection, const st
   return in;
 }
 
-Json ReportJson(const ReportInputs& in) {
-  Json report = {{"format", "qcal-report/1"}, {"job", JobJson(in.job)}};
+Json ReportJson(const v1::Job& job, const stats::StatsSet& set, const FoundEvaluation* evaluation,
+                const std::vector<v1::ExportResponse>& exports_done) {
+  Json report = {{"format", "qcal-report/1"}, {"job", JobJson(job)}};
   Json linears = Json::array();
-  for (size_t i = 0; i < in.stats.size(); ++i) {
-    const stats::LinearStats& l = in.stats.at(i);
+  for (size_t i = 0; i < set.size(); ++i) {
+    const stats::LinearStats& l = set.at(i);
     auto [layer, module] = LayerAndModule(l.name);
     linears.push_back({{"name", l.name},
                        {"layer", layer},
@@ -210,9 +208,9 @@ Json ReportJson(const ReportInputs& in) {
   report["recommended"] = Json();
   report["shown_threshold"] = Json();
   report["tensors"] = Json::array();
-  if (in.evaluation) {
-    const v1::EvaluateResponse& r = in.evaluation->response;
-    report["evaluation"] = EvaluationJsonOf(*in.evaluation);
+  if (evaluation != nullptr) {
+    const v1::EvaluateResponse& r = evaluation->response;
+    report["evaluation"] = EvaluationJsonOf(*evaluation);
     if (r.has_recommended_threshold()) {
       if (const auto* t = FindThresholdResult(r, r.recommended_threshold())) {
         std::vector<int64_t> layers(t->shadow_layers().begin(), t->shadow_layers().end());
@@ -225,14 +223,14 @@ Json ReportJson(const ReportInputs& in) {
     }
     if (const v1::ThresholdResult* shown = ShownThreshold(r)) {
       report["shown_threshold"] = shown->threshold();
-      report["tensors"] = TensorsJson(*shown, in.stats);
+      report["tensors"] = TensorsJson(*shown, set);
     }
   }
   // Token counts per expert exist once MoE models do (the architecture table issue);
   // a dense model has none.
   report["experts"] = Json();
   Json exports = Json::array();
-  for (const v1::ExportResponse& e : in.exports) {
+  for (const v1::ExportResponse& e : exports_done) {
     std::vector<int64_t> layers(e.shadow_layers().begin(), e.shadow_layers().end());
     exports.push_back({{"format", e.format()},
                        {"output_dir", e.output_dir()},

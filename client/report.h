@@ -42,8 +42,15 @@ struct ReportInputs {
 // otherwise), its newest finished evaluation and its finished exports.
 absl::StatusOr<ReportInputs> GatherReport(const Connection& connection, const std::string& job_id);
 
-// The report's data (format "qcal-report/1", documented in docs/report.md).
-nlohmann::ordered_json ReportJson(const ReportInputs& inputs);
+// The report's data (format "qcal-report/1", documented in docs/report.md) from a
+// CALIBRATED job, its statistics, its newest finished evaluation (may be null) and
+// its finished exports; the second form takes what GatherReport read.
+nlohmann::ordered_json ReportJson(const v1::Job& job, const stats::StatsSet& stats,
+                                  const FoundEvaluation* evaluation,
+                                  const std::vector<v1::ExportResponse>& exports);
+inline nlohmann::ordered_json ReportJson(const ReportInputs& in) {
+  return ReportJson(in.job, in.stats, in.evaluation ? &*in.evaluation : nullptr, in.exports);
+}
 
 // The self-contained HTML page of `report` (ReportJson's output).
 std::string ReportHtml(const nlohmann::ordered_json& report);

@@ -370,11 +370,13 @@ absl::Status RunWithCluster(const CommandEnv& env, const RunFlags& flags,
     if (!written.ok()) return written.status();
     exports = *std::move(written);
   }
-  // The report of everything above, from the coordinator's own records.
-  auto report = GatherReport(**connection, job.id());
-  if (!report.ok()) return report.status();
-  if (absl::Status s = WriteFileAtomically((fs::path(flags.out) / kReportFile).string(),
-                                           ReportHtml(ReportJson(*report)));
+  // The report of everything above, from what this run already holds (`qcal report`
+  // reads the same from the coordinator).
+  std::optional<FoundEvaluation> found;
+  if (evaluation) found = FoundEvaluation{evaluation->operation, evaluation->response};
+  const std::string html = ReportHtml(
+      ReportJson(*final_job, stats->set, found ? &*found : nullptr, exports));
+  if (absl::Status s = WriteFileAtomically((fs::path(flags.out) / kReportFile).string(), html);
       !s.ok()) {
     return s;
   }

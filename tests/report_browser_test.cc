@@ -3,8 +3,6 @@
 // report in its last line, and the report renders in a real headless browser (Debian's
 // chromium) with every section and the right figures, read back from the rendered DOM.
 // Skipped, saying so, only when no browser is installed.
-#include <sys/wait.h>
-
 #include <cstdlib>
 #include <filesystem>
 #include <regex>
@@ -23,6 +21,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace e2e;
+using testing::ExitedZero;
 using testing::ReadAll;
 using testing::RunProgram;
 
@@ -79,7 +78,7 @@ TEST(ReportBrowserTest, DefaultRunFindsThePlantedLayersAndItsReportRenders) {
        "ppl", "--budget", "0.04", "--out", out},
       "", dir + "/run.out", dir + "/run.err", std::chrono::seconds(600));
   const std::string printed = ReadAll(dir + "/run.out");
-  ASSERT_TRUE(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+  ASSERT_TRUE(ExitedZero(status))
       << printed << ReadAll(dir + "/run.err");
 
   // The planted layers, from the record the planting tool wrote.
@@ -114,7 +113,7 @@ TEST(ReportBrowserTest, DefaultRunFindsThePlantedLayersAndItsReportRenders) {
                                    "--user-data-dir=" + dir + "/browser", "--dump-dom",
                                    "file://" + out + "/report.html"},
                                   "", dir + "/dom.html", dir + "/browser.err", std::chrono::seconds(120));
-  ASSERT_TRUE(rendered != -1 && WIFEXITED(rendered) && WEXITSTATUS(rendered) == 0)
+  ASSERT_TRUE(ExitedZero(rendered))
       << ReadAll(dir + "/browser.err");
   const std::string dom = ReadAll(dir + "/dom.html");
   ASSERT_NE(dom.find("data-rendered=\"1\""), std::string::npos) << "the script did not finish";

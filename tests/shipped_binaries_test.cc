@@ -8,8 +8,6 @@
 // These programs link gRPC's libprotobuf, libtorch and RocksDB; the unit tests of
 // the same code do not, which is how SentencePiece once passed every unit test and
 // aborted the worker (docs/sentencepiece.md).
-#include <sys/wait.h>
-
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -27,14 +25,13 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace e2e;
+using testing::ExitedZero;
 using testing::ReadAll;
 using testing::RunProgram;
 using testing::TestCluster;
 
 constexpr int kSamples = 24;
 constexpr int kSeqLen = 64;
-
-bool Exited0(int status) { return status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0; }
 
 // A data root with models/llama-tiny-spm (llama-tiny's weights, spm4k's
 // tokenizer.model and tokenizer_config.json, no tokenizer.json), the same folder with
@@ -89,7 +86,7 @@ void CalibrateInOneProcess(const std::string& model, const std::string& corpus,
                                  "--num-samples", std::to_string(kSamples), "--seq-len",
                                  std::to_string(kSeqLen), "--threads", "1", "--out", out},
                                 "", dir + "/calibrate.out", dir + "/calibrate.err");
-  ASSERT_TRUE(Exited0(status)) << ReadAll(dir + "/calibrate.err");
+  ASSERT_TRUE(ExitedZero(status)) << ReadAll(dir + "/calibrate.err");
 }
 
 TEST(ShippedBinariesTest, WorkerTokenizeReproducesBothReferenceTokenizations) {
@@ -102,7 +99,7 @@ TEST(ShippedBinariesTest, WorkerTokenizeReproducesBothReferenceTokenizations) {
         RunProgram({QCAL_WORKER_BIN, "tokenize", "--model", kData + "/tokenizers/" + name,
                     "--jsonl", "--no-special-tokens"},
                    ref, dir + "/out", dir + "/err");
-    ASSERT_TRUE(Exited0(status)) << name << " exit " << status << ": " << ReadAll(dir + "/err");
+    ASSERT_TRUE(ExitedZero(status)) << name << " exit " << status << ": " << ReadAll(dir + "/err");
     std::istringstream want(ReadAll(ref)), got(ReadAll(dir + "/out"));
     std::string w, g;
     int lines = 0;
@@ -120,7 +117,7 @@ TEST(ShippedBinariesTest, WorkerTokenizeReproducesBothReferenceTokenizations) {
   const int status = RunProgram(
       {QCAL_WORKER_BIN, "tokenize", "--model", kData + "/tokenizers/spm4k"}, dir + "/hello",
       dir + "/out", dir + "/err");
-  ASSERT_TRUE(Exited0(status)) << ReadAll(dir + "/err");
+  ASSERT_TRUE(ExitedZero(status)) << ReadAll(dir + "/err");
   EXPECT_EQ(ReadAll(dir + "/out").rfind("1 ", 0), 0u) << ReadAll(dir + "/out");
 }
 
@@ -147,7 +144,7 @@ TEST(ShippedBinariesTest, SentencePieceFolderCalibratesThroughTheService) {
     const int status = RunProgram({QCAL_CLI_BIN, "--server", c.address(), "stats", id,
                                    "--format", format, "--out", service_out + "/" + file},
                                   "", dir + "/stats.out", dir + "/stats.err");
-    ASSERT_TRUE(Exited0(status)) << format << ": " << ReadAll(dir + "/stats.err");
+    ASSERT_TRUE(ExitedZero(status)) << format << ": " << ReadAll(dir + "/stats.err");
   }
   // ... equal those of `qcal-worker calibrate --corpus` on the same folder.
   CalibrateInOneProcess(root + "/models/llama-tiny-spm", root + "/" + kCorpus, dir + "/single", dir);
@@ -165,7 +162,7 @@ TEST(ShippedBinariesTest, SentencePieceFolderCalibratesThroughTheService) {
   std::printf("bad tokenizer.model: job FAILED: %s\n", failed.error().c_str());
   // `qcal report`: the data of the calibrated job, the page, and a clear refusal for
   // the failed one.
-  ASSERT_TRUE(Exited0(RunProgram({QCAL_CLI_BIN, "--server", c.address(), "report", id, "--json"}, "",
+  ASSERT_TRUE(ExitedZero(RunProgram({QCAL_CLI_BIN, "--server", c.address(), "report", id, "--json"}, "",
                                  dir + "/report.json", dir + "/report.err")))
       << ReadAll(dir + "/report.err");
   const auto report = nlohmann::json::parse(ReadAll(dir + "/report.json"));
@@ -173,7 +170,7 @@ TEST(ShippedBinariesTest, SentencePieceFolderCalibratesThroughTheService) {
   EXPECT_EQ(report["job"]["samples"], kSamples);
   EXPECT_EQ(report["linears"].size(), 15u);
   EXPECT_TRUE(report["evaluation"].is_null());
-  ASSERT_TRUE(Exited0(RunProgram({QCAL_CLI_BIN, "--server", c.address(), "report", id, "--out",
+  ASSERT_TRUE(ExitedZero(RunProgram({QCAL_CLI_BIN, "--server", c.address(), "report", id, "--out",
                                   dir + "/report.html"},
                                  "", dir + "/report.out", dir + "/report.err")))
       << ReadAll(dir + "/report.err");
@@ -181,7 +178,7 @@ TEST(ShippedBinariesTest, SentencePieceFolderCalibratesThroughTheService) {
             std::string::npos);
   const int refused = RunProgram({QCAL_CLI_BIN, "--server", c.address(), "report", failed.id(), "--json"},
                                  "", dir + "/report.out", dir + "/report.err");
-  EXPECT_FALSE(Exited0(refused));
+  EXPECT_FALSE(ExitedZero(refused));
   EXPECT_NE(ReadAll(dir + "/report.err").find("a report needs a CALIBRATED job"), std::string::npos)
       << ReadAll(dir + "/report.err");
   for (auto& w : c.workers()) EXPECT_TRUE(w->running()) << c.Logs();
@@ -206,7 +203,7 @@ TEST(ShippedBinariesTest, QcalRunCompletesOnASentencePieceFolder) {
        root + "/" + kCorpus, "--eval-num-samples", "8", "--workers", "2", "--threads", "1",
        "--out", out},
       "", dir + "/run.out", dir + "/run.err", std::chrono::seconds(600));
-  ASSERT_TRUE(Exited0(status)) << ReadAll(dir + "/run.out") << ReadAll(dir + "/run.err");
+  ASSERT_TRUE(ExitedZero(status)) << ReadAll(dir + "/run.out") << ReadAll(dir + "/run.err");
   const std::string printed = ReadAll(dir + "/run.out");
   EXPECT_NE(printed.find("CALIBRATED: " + std::to_string(kSamples) + " samples"), std::string::npos)
       << printed;

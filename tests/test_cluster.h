@@ -106,6 +106,11 @@ inline int RunProgram(std::vector<std::string> argv, const std::string& in, cons
   return status;
 }
 
+// Whether a RunProgram status is a normal exit with code 0.
+inline bool ExitedZero(int status) {
+  return status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
 inline std::string ReadAll(const std::string& path) {
   std::ifstream f(path);
   std::stringstream ss;

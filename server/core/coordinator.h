@@ -118,11 +118,9 @@ class Coordinator {
   absl::StatusOr<v1::ListOperationsResponse> ListOperations(const v1::ListOperationsRequest& r);
   // Marks a running operation done with CANCELLED; a finished one is left as is.
   absl::Status CancelOperation(const std::string& name);
-  // Blocks until the operation is done or `timeout` passes; returns it as it is then.
-  absl::StatusOr<v1::Operation> WaitOperation(const std::string& name, absl::Duration timeout);
   // A counter that moves whenever any operation changes. AwaitOperationChange blocks
   // until it differs from `seen` or `timeout` passes and returns its value, so one
-  // thread can serve every waiting client (services.cc's OperationWaiters).
+  // thread serves every WaitOperation call (services.cc's OperationWaiters).
   int64_t OperationsVersion() ABSL_LOCKS_EXCLUDED(mu_);
   int64_t AwaitOperationChange(int64_t seen, absl::Duration timeout) ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -214,7 +212,8 @@ class Coordinator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Its measured speed on `j`; the job's when it has none.
   double SpeedOnJob(const JobView& j, const std::string& worker_id) const;
-  // Workers seen within the last lease period.
+  // Workers seen within the last lease period (the qcal_workers gauge, and the
+  // divisor of task sizing, which treats 0 as 1).
   int64_t LiveWorkersLocked(absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Idle-time and speed accounting of workers (metrics).
   void WorkerLeasedLocked(const std::string& worker_id, absl::Time now)

@@ -16,8 +16,6 @@ using google::protobuf::util::TimeUtil;
 
 constexpr int32_t kRetryAfterMs = 500;
 
-double MovingAverage(double old, double sample) { return old > 0 ? 0.5 * old + 0.5 * sample : sample; }
-
 }  // namespace
 
 absl::StatusOr<v1::LeaseTaskResponse> Coordinator::LeaseTask(const v1::LeaseTaskRequest& r) {
@@ -37,7 +35,6 @@ absl::StatusOr<v1::LeaseTaskResponse> Coordinator::LeaseTask(const v1::LeaseTask
     } else {
       QCAL_ASSIGN_OR_RETURN(bool leased, LeaseBackupLocked(r.worker_id(), now, resp.mutable_task()));
       if (!leased) {
-        resp.Clear();
         resp.set_retry_after_ms(kRetryAfterMs);
         return resp;
       }
@@ -129,8 +126,8 @@ v1::TaskRecord Coordinator::NewTaskLocked(JobView& j, const std::string& worker_
   t.set_lease_id(NewId("lease-"));
   t.set_worker_id(worker_id);
   t.set_state(v1::TASK_LEASED);
-  t.set_leased_at_ms(absl::ToUnixMillis(now));
-  t.set_deadline_ms(absl::ToUnixMillis(now + options_.lease_duration));
+  t.set_leased_at_ms(ToMs(now));
+  t.set_deadline_ms(ToMs(now + options_.lease_duration));
   return t;
 }
 
@@ -203,7 +200,7 @@ v1::WorkerShare* Coordinator::ShareLocked(JobView& j, const std::string& worker_
   v1::WorkerShare* share = p->add_workers();
   share->set_worker_id(worker_id);
   if (auto w = workers_.find(worker_id); w != workers_.end()) share->set_name(w->second.name);
-  *share->mutable_first_lease_time() = TimeUtil::MillisecondsToTimestamp(absl::ToUnixMillis(now));
+  *share->mutable_first_lease_time() = ToProto(now);
   return share;
 }
 
@@ -220,7 +217,7 @@ int64_t Coordinator::LiveWorkersLocked(absl::Time now) const {
   const absl::Time cutoff = now - options_.lease_duration;
   int64_t live = 0;
   for (const auto& [id, w] : workers_) live += w.last_seen >= cutoff;
-  return std::max<int64_t>(1, live);
+  return live;
 }
 
 void Coordinator::WorkerLeasedLocked(const std::string& worker_id, absl::Time now) {

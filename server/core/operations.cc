@@ -170,15 +170,4 @@ int64_t Coordinator::AwaitOperationChange(int64_t seen, absl::Duration timeout) 
   return operations_version_;
 }
 
-absl::StatusOr<v1::Operation> Coordinator::WaitOperation(const std::string& name,
-                                                         absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + std::min(timeout, absl::Seconds(60));
-  while (true) {
-    QCAL_ASSIGN_OR_RETURN(v1::Operation op, GetOperation(name));
-    if (op.done() || absl::Now() >= deadline) return op;
-    absl::MutexLock lock(&mu_);
-    operations_changed_.WaitWithDeadline(&mu_, std::min(deadline, absl::Now() + absl::Seconds(1)));
-  }
-}
-
 }  // namespace qcal::server

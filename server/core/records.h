@@ -45,6 +45,12 @@ inline absl::Status Corrupt(const std::string& what) {
   return absl::DataLossError(absl::StrCat("stored record ", what, " is corrupt"));
 }
 
+// The coordinator's speed estimates (a job's, a worker's, a worker's on one job):
+// the mean of the previous estimate and the new sample; the sample when none yet.
+inline double MovingAverage(double old, double sample) {
+  return old > 0 ? 0.5 * old + 0.5 * sample : sample;
+}
+
 inline int64_t ToMs(absl::Time t) { return absl::ToUnixMillis(t); }
 
 inline google::protobuf::Timestamp ToProto(absl::Time t) {

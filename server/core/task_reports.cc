@@ -231,13 +231,11 @@ absl::StatusOr<v1::CompleteTaskResponse> Coordinator::CompleteTask(
     v1::WorkerShare* share = ShareLocked(next, t.worker_id(), now);
     share->set_tasks_done(share->tasks_done() + 1);
     share->set_samples_done(share->samples_done() + header.samples());
-    *share->mutable_last_report_time() = TimeUtil::MillisecondsToTimestamp(ToMs(now));
+    *share->mutable_last_report_time() = ToProto(now);
     if (header.compute_seconds() > 0) {
       const double sps = header.samples() / header.compute_seconds();
-      const double old = next.record.samples_per_second();
-      next.record.set_samples_per_second(old > 0 ? 0.5 * old + 0.5 * sps : sps);
-      const double mine = share->samples_per_second();
-      share->set_samples_per_second(mine > 0 ? 0.5 * mine + 0.5 * sps : sps);
+      next.record.set_samples_per_second(MovingAverage(next.record.samples_per_second(), sps));
+      share->set_samples_per_second(MovingAverage(share->samples_per_second(), sps));
     }
     if (p->shards_done() == p->shards_total()) {
       if (eval) {
@@ -415,10 +413,7 @@ void Coordinator::UpdateGauges() {
   shards["tasks_leased"] = static_cast<int64_t>(tasks_.size());
   metrics_->SetJobsByState(jobs);
   metrics_->SetTasksByState(shards);
-  const absl::Time cutoff = options_.now() - options_.lease_duration;
-  int64_t live = 0;
-  for (const auto& [id, w] : workers_) live += w.last_seen >= cutoff;
-  metrics_->SetWorkers(live);
+  metrics_->SetWorkers(LiveWorkersLocked(options_.now()));
 }
 
 }  // namespace qcal::server

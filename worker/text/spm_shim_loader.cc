@@ -42,6 +42,18 @@ std::string DlError() {
   return e != nullptr ? e : "unknown dlopen error";
 }
 
+// Writes the shim to `fd`, dlopens it as `path` (a name of that file) and closes
+// `fd`: the mapping outlives the descriptor.
+void* WriteAndOpen(int fd, const std::string& path, std::string* error) {
+  void* handle = nullptr;
+  if (WriteAll(fd, error)) {
+    handle = dlopen(path.c_str(), kDlopenFlags);
+    if (handle == nullptr) *error = DlError();
+  }
+  ::close(fd);
+  return handle;
+}
+
 // dlopen of the shim through an anonymous memory file.
 void* OpenFromMemfd(std::string* error) {
   const int fd = memfd_create("qcal_spm_shim", MFD_CLOEXEC);
@@ -49,14 +61,7 @@ void* OpenFromMemfd(std::string* error) {
     *error = std::string("memfd_create: ") + std::strerror(errno);
     return nullptr;
   }
-  void* handle = nullptr;
-  if (WriteAll(fd, error)) {
-    const std::string path = "/proc/self/fd/" + std::to_string(fd);
-    handle = dlopen(path.c_str(), kDlopenFlags);
-    if (handle == nullptr) *error = DlError();
-  }
-  ::close(fd);  // the mapping outlives the descriptor
-  return handle;
+  return WriteAndOpen(fd, "/proc/self/fd/" + std::to_string(fd), error);
 }
 
 // dlopen of the shim through a temporary file, deleted once loaded (no /proc, or a
@@ -70,12 +75,7 @@ void* OpenFromTempFile(std::string* error) {
     *error = "creating " + path + ": " + std::strerror(errno);
     return nullptr;
   }
-  void* handle = nullptr;
-  if (WriteAll(fd, error)) {
-    handle = dlopen(path.c_str(), kDlopenFlags);
-    if (handle == nullptr) *error = DlError();
-  }
-  ::close(fd);
+  void* handle = WriteAndOpen(fd, path, error);
   ::unlink(path.c_str());
   return handle;
 }
