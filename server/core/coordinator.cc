@@ -55,12 +55,15 @@ absl::Status Coordinator::Load() {
       st = Corrupt("jobs/" + key);
       return false;
     }
+    st = CheckKnownKind(key, r);
+    if (!st.ok()) return false;
     if (!r.request_id().empty()) request_ids_[r.request_id()] = key;
     jobs_.emplace(key, JobView());
     return true;
   }));
   QCAL_RETURN_IF_ERROR(st);
   for (auto& [id, j] : jobs_) QCAL_RETURN_IF_ERROR(LoadJob(id, &j));
+  QCAL_RETURN_IF_ERROR(MigrateLocked());
   QCAL_RETURN_IF_ERROR(store_->Scan(Family::kTasks, "", [&](const std::string& key, const std::string& value) {
     v1::TaskRecord t;
     if (!t.ParseFromString(value)) {
@@ -95,6 +98,27 @@ absl::Status Coordinator::LoadJob(const std::string& id, JobView* j) {
     return true;
   }));
   return st;
+}
+
+absl::Status Coordinator::MigrateLocked() {
+  QCAL_ASSIGN_OR_RETURN(auto stored, store_->Get(Family::kMeta, kSchemaVersionKey));
+  int version = kSchemaVersion;
+  if (stored && !absl::SimpleAtoi(*stored, &version)) return Corrupt(kSchemaVersionKey);
+  if (version == kSchemaVersion) return absl::OkStatus();
+  if (version < kOldestSchemaVersion || version > kSchemaVersion) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the store's schema version ", version, " is not one this qcal reads (",
+        kOldestSchemaVersion, " to ", kSchemaVersion, ")"));
+  }
+  // 1 -> 2: an operation's finished work was JOB_CALIBRATED; it is JOB_SUCCEEDED.
+  WriteBatch b;
+  for (auto& [id, j] : jobs_) {
+    if (!KindOf(j.record).is_operation() || j.record.job().state() != v1::JOB_CALIBRATED) continue;
+    j.record.mutable_job()->set_state(v1::JOB_SUCCEEDED);
+    b.Put(Family::kJobs, id, j.record.SerializeAsString());
+  }
+  b.Put(Family::kMeta, kSchemaVersionKey, absl::StrCat(kSchemaVersion));
+  return store_->Write(b);
 }
 
 absl::Status Coordinator::InsertNewJob(JobView j, int64_t shards) {
@@ -150,7 +174,7 @@ std::string Coordinator::NewId(const std::string& prefix) {
 
 void Coordinator::PutJob(WriteBatch& b, const JobView& j) {
   b.Put(Family::kJobs, j.record.job().id(), j.record.SerializeAsString());
-  if (j.record.kind() != v1::JOB_KIND_CALIBRATE) SyncOperation(b, j);
+  if (KindOf(j.record).is_operation()) SyncOperation(b, j);
 }
 
 void Coordinator::PutShard(WriteBatch& b, const std::string& job_id, int64_t shard,
@@ -185,19 +209,6 @@ void Coordinator::FailJob(JobView& j, const std::string& error) {
   v1::Job* job = j.record.mutable_job();
   job->set_state(v1::JOB_FAILED);
   job->set_error(error);
-}
-
-int64_t Coordinator::SamplesOfShards(const JobView& j, int64_t begin, int64_t end) const {
-  const int64_t size = j.record.shard_size();
-  if (j.record.kind() == v1::JOB_KIND_EVALUATE) {
-    // Units of one variant: map to evaluation shards.
-    const int64_t per = j.record.units_per_variant();
-    const int64_t total = j.record.evaluate().eval_sampling().num_samples();
-    const int64_t b = begin % per, e = (end - 1) % per + 1;
-    return std::min(total, e * size) - std::min(total, b * size);
-  }
-  const int64_t total = j.record.job().progress().samples_total();
-  return std::min(total, end * size) - std::min(total, begin * size);
 }
 
 }  // namespace qcal::server

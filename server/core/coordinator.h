@@ -27,9 +27,11 @@
 //
 // Files: coordinator.cc (creation, rebuilding from the store, persistence helpers),
 // validation.cc (job specs), job_api.cc (the client API), watch.cc (notification),
-// evaluate_op.cc and export_op.cc (the two operations), operations.cc (operation
-// records and their API), leasing.cc + scheduling.h (leases, sizing, backups),
-// task_reports.cc (heartbeats, results, failures, expiry).
+// evaluate_op.cc and export_op.cc (starting the two operations), operations.cc
+// (operation records and their API), leasing.cc + scheduling.h (leases, sizing,
+// backups), task_results.cc (reports applied exactly once), task_reports.cc
+// (registration, heartbeats, failures, expiry), and work_kind.h + kinds/*.cc (what
+// differs between calibrations, evaluations and exports).
 #ifndef QCAL_SERVER_CORE_COORDINATOR_H_
 #define QCAL_SERVER_CORE_COORDINATOR_H_
 
@@ -52,6 +54,8 @@
 #include "proto/qcal/v1/worker.pb.h"
 #include "common/stats/stats_set.h"
 #include "server/core/path_policy.h"
+#include "server/core/stats_reader.h"
+#include "server/core/work_kind.h"
 #include "server/metrics/metrics.h"
 #include "server/store/store.h"
 
@@ -93,6 +97,10 @@ class Coordinator {
   // returns false.
   absl::Status StreamStats(const std::string& job_id, bool allow_partial, int64_t max_chunk_bytes,
                            const std::function<bool(const v1::JobStatsChunk&)>& fn);
+  // The same chunks one at a time (what a stream reads as it writes). The checks
+  // happen here; the reader only reads.
+  absl::StatusOr<StatsReader> OpenStats(const std::string& job_id, bool allow_partial,
+                                        int64_t max_chunk_bytes);
 
   // Change notification: `fn` is called (outside the lock, from the thread that made
   // the change) with the job after every change until Unwatch. Returns a handle.
@@ -138,6 +146,8 @@ class Coordinator {
   // under the task's current lease.
   absl::Status StreamTaskStats(const v1::GetTaskStatsRequest& r, int64_t max_chunk_bytes,
                                const std::function<bool(const v1::JobStatsChunk&)>& fn);
+  absl::StatusOr<StatsReader> OpenTaskStats(const v1::GetTaskStatsRequest& r,
+                                            int64_t max_chunk_bytes);
 
   // Returns expired leases' shards to the queue. Called periodically by the server
   // (and directly by tests with a fake clock).
@@ -165,6 +175,9 @@ class Coordinator {
   absl::Status Load() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Reads one job's record and shards from the store.
   absl::Status LoadJob(const std::string& id, JobView* j);
+  // Brings records of an older store schema (store.h) up to kSchemaVersion, in one
+  // batch with the new version.
+  absl::Status MigrateLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Persists a new job (its record, all shards pending, the id counter) in one batch,
   // then adds it to memory.
   absl::Status InsertNewJob(JobView j, int64_t shards) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -224,15 +237,26 @@ class Coordinator {
   absl::StatusOr<JobView> PlanExportLocked(const v1::ExportRequest& req, double threshold,
                                            const std::string& output_dir)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Keeps an evaluation's or export's operation record in step with its internal job (progress,
-  // and the final result or error); adds the write to `b`.
+  // Keeps an operation's record in step with its work (progress, and the final
+  // result or error); adds the write to `b`.
   void SyncOperation(WriteBatch& b, const JobView& j) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Sums an evaluation's unit results per variant and fills its response.
-  absl::Status FinishEvaluationLocked(JobView& j) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // ---- results (task_results.cc) ----
+  // The leased task a report names, if its lease is current and its job not final;
+  // otherwise the refusal (NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION).
+  absl::StatusOr<v1::TaskRecord*> ReportedLeaseLocked(const v1::CompleteTaskHeader& header)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Applies a checked report of `leased` in one batch (statistics, shards, task,
+  // progress, the backup race, finishing the work when it was the last).
+  absl::Status ApplyReportLocked(const v1::CompleteTaskHeader& header,
+                                 const CheckedReport& checked, v1::TaskRecord& leased)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A report's counts: progress, the worker's share and the speed estimates.
+  void CountReportLocked(JobView& j, const v1::TaskRecord& t,
+                         const v1::CompleteTaskHeader& header, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Reads the merged statistics of a job from the store.
   absl::StatusOr<stats::StatsSet> ReadStats(const std::string& job_id, int64_t linears);
   void Touch(JobView& j) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  int64_t SamplesOfShards(const JobView& j, int64_t begin, int64_t end) const;
   std::string NewId(const std::string& prefix) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Calls the watchers of `jobs` with their current state (takes mu_ itself).
   void Notify(const std::set<std::string>& jobs) ABSL_LOCKS_EXCLUDED(mu_);

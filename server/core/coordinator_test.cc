@@ -919,5 +919,72 @@ TEST_F(CoordinatorTest, ExportValidatesAndRunsAsOneExactlyOnceTask) {
   EXPECT_EQ(got.files(0), "model.safetensors");
 }
 
+// A store of schema 1 (before operations had their own final state) is migrated
+// when it is opened; one a newer qcal wrote is refused by name, never misread.
+TEST_F(CoordinatorTest, AnOlderStoreIsMigratedAndANewerOneRefused) {
+  auto job = core_->SubmitJob(Spec(8, 4));
+  ASSERT_TRUE(job.ok()) << job.status();
+  const std::string w = Register();
+  for (v1::Task t = Lease(w); !t.task_id().empty(); t = Lease(w)) {
+    auto [h, linears] = Report(w, t, *job, nullptr);
+    ASSERT_TRUE(core_->CompleteTask(h, linears).ok());
+  }
+  v1::ExportRequest r;
+  r.set_job_id(job->id());
+  r.set_threshold(8);
+  r.set_output("old");
+  auto op = core_->Export(r);
+  ASSERT_TRUE(op.ok()) << op.status();
+  v1::Task t = Lease(w);
+  ASSERT_EQ(t.kind(), v1::TASK_EXPORT);
+  v1::ExportTaskPayload payload;
+  ASSERT_TRUE(t.payload().UnpackTo(&payload));
+  v1::CompleteTaskHeader h;
+  h.set_worker_id(w);
+  h.set_task_id(t.task_id());
+  h.set_lease_id(t.lease_id());
+  v1::ExportResponse resp;
+  resp.set_output_dir(payload.output_dir());
+  google::protobuf::Any any;
+  any.PackFrom(resp);
+  ASSERT_TRUE(core_->CompleteTask(h, {}, &any).ok());
+
+  // What version 1 wrote for the same history.
+  const std::string export_id = op->name().substr(11);
+  auto record = [&] {
+    v1::JobRecord rec;
+    auto v = memory_.Get(Family::kJobs, export_id);
+    EXPECT_TRUE(v.ok() && *v && rec.ParseFromString(**v));
+    return rec;
+  };
+  v1::JobRecord rec = record();
+  ASSERT_EQ(rec.job().state(), v1::JOB_SUCCEEDED);
+  rec.mutable_job()->set_state(v1::JOB_CALIBRATED);
+  WriteBatch old;
+  old.Put(Family::kJobs, export_id, rec.SerializeAsString());
+  old.Put(Family::kMeta, kSchemaVersionKey, "1");
+  ASSERT_TRUE(memory_.Write(old).ok());
+  Restart();
+  EXPECT_EQ(record().job().state(), v1::JOB_SUCCEEDED);
+  EXPECT_EQ(*memory_.Get(Family::kMeta, kSchemaVersionKey).value(), std::to_string(kSchemaVersion));
+  auto done = core_->GetOperation(op->name());
+  ASSERT_TRUE(done.ok());
+  EXPECT_TRUE(done->done() && !done->has_error()) << done->DebugString();
+
+  // A kind of work this build does not know.
+  rec = record();
+  rec.set_kind(static_cast<v1::JobKind>(7));
+  WriteBatch newer;
+  newer.Put(Family::kJobs, export_id, rec.SerializeAsString());
+  ASSERT_TRUE(memory_.Write(newer).ok());
+  core_.reset();
+  CoordinatorOptions o;
+  o.data_roots = {root_.string()};
+  auto refused = Coordinator::Create(&memory_, o, nullptr);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(refused.status().message().find("jobs/" + export_id), std::string::npos) << refused.status();
+  EXPECT_NE(refused.status().message().find("work kind 7"), std::string::npos) << refused.status();
+}
+
 }  // namespace
 }  // namespace qcal::server

@@ -32,7 +32,7 @@ absl::StatusOr<v1::Operation> Coordinator::Evaluate(const v1::EvaluateRequest& r
   {
     absl::MutexLock lock(&mu_);
     auto it = jobs_.find(req.job_id());
-    if (it == jobs_.end() || it->second.record.kind() != v1::JOB_KIND_CALIBRATE) {
+    if (it == jobs_.end() || KindOf(it->second.record).is_operation()) {
       return absl::NotFoundError(absl::StrCat("no job \"", req.job_id(), "\""));
     }
     parent = it->second.record.job();
@@ -93,30 +93,11 @@ absl::StatusOr<v1::Operation> Coordinator::Evaluate(const v1::EvaluateRequest& r
     job->mutable_progress()->set_shards_total(units);
     job->mutable_progress()->set_samples_total(s->num_samples() * r.variants_size());
     *job->mutable_create_time() = ToProto(options_.now());
-    QCAL_RETURN_IF_ERROR(InsertNewJob(std::move(j), units));
     op.set_name("operations/" + id);
-    v1::EvaluateMetadata meta;
-    meta.set_job_id(parent.id());
-    meta.set_units_total(units);
-    op.mutable_metadata()->PackFrom(meta);
+    EvaluateKind().DescribeOperation(j.record, &op);
+    QCAL_RETURN_IF_ERROR(InsertNewJob(std::move(j), units));
   }
   return op;
-}
-
-absl::Status Coordinator::FinishEvaluationLocked(JobView& j) {
-  const int64_t per = j.record.units_per_variant();
-  std::vector<v1::EvaluatePartial> sums(j.record.variants_size());
-  // Sum in unit order: the result does not depend on how units were grouped.
-  for (int64_t u = 0; u < static_cast<int64_t>(j.shards.size()); ++u) {
-    v1::EvaluatePartial p;
-    if (!p.ParseFromString(j.shards[u].result())) return Corrupt("evaluation unit result");
-    v1::EvaluatePartial& sum = sums[u / per];
-    sum.set_hits(sum.hits() + p.hits());
-    sum.set_total(sum.total() + p.total());
-    sum.set_nll_sum(sum.nll_sum() + p.nll_sum());
-    sum.set_predictions(sum.predictions() + p.predictions());
-  }
-  return FinishEvaluation(j.record.evaluate(), sums, j.record.mutable_evaluate_response());
 }
 
 }  // namespace qcal::server

@@ -87,7 +87,7 @@ absl::StatusOr<v1::Operation> Coordinator::Export(const v1::ExportRequest& reque
   {
     absl::MutexLock lock(&mu_);
     auto it = jobs_.find(req.job_id());
-    if (it == jobs_.end() || it->second.record.kind() != v1::JOB_KIND_CALIBRATE) {
+    if (it == jobs_.end() || KindOf(it->second.record).is_operation()) {
       return absl::NotFoundError(absl::StrCat("no job \"", req.job_id(), "\""));
     }
     const v1::Job& parent = it->second.record.job();
@@ -100,7 +100,7 @@ absl::StatusOr<v1::Operation> Coordinator::Export(const v1::ExportRequest& reque
     const JobView* evaluation = nullptr;
     for (const auto& [id, j] : jobs_) {
       if (j.record.kind() == v1::JOB_KIND_EVALUATE && j.record.parent_job() == parent.id() &&
-          j.record.job().state() == v1::JOB_CALIBRATED) {
+          j.record.job().state() == v1::JOB_SUCCEEDED) {
         evaluation = &j;
       }
       // Two exports must not write the same folder.
@@ -135,12 +135,7 @@ absl::StatusOr<v1::Operation> Coordinator::Export(const v1::ExportRequest& reque
     }
     const std::string id = j.record.job().id();
     op.set_name("operations/" + id);
-    v1::ExportMetadata meta;
-    meta.set_job_id(parent.id());
-    meta.set_output_dir(out);
-    meta.set_format(req.format());
-    meta.set_threshold(threshold);
-    op.mutable_metadata()->PackFrom(meta);
+    ExportKind().DescribeOperation(j.record, &op);
     QCAL_RETURN_IF_ERROR(InsertNewJob(std::move(j), 1));
   }
   return op;
@@ -198,9 +193,8 @@ absl::StatusOr<Coordinator::JobView> Coordinator::PlanExportLocked(const v1::Exp
   return j;
 }
 
-absl::Status Coordinator::StreamTaskStats(const v1::GetTaskStatsRequest& r,
-                                          int64_t max_chunk_bytes,
-                                          const std::function<bool(const v1::JobStatsChunk&)>& fn) {
+absl::StatusOr<StatsReader> Coordinator::OpenTaskStats(const v1::GetTaskStatsRequest& r,
+                                                       int64_t max_chunk_bytes) {
   std::string parent;
   {
     absl::MutexLock lock(&mu_);
@@ -215,13 +209,23 @@ absl::Status Coordinator::StreamTaskStats(const v1::GetTaskStatsRequest& r,
           absl::StrCat("lease ", r.lease_id(), " of task ", r.task_id(), " is not current"));
     }
     const JobView& j = jobs_.at(t.job_id());
-    if (j.record.kind() != v1::JOB_KIND_EXPORT) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("task ", r.task_id(), " is not an export task"));
+    if (!KindOf(j.record).reads_parent_stats()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "task ", r.task_id(), " is a ", KindOf(j.record).noun(), " task; only export tasks read statistics"));
     }
     parent = j.record.parent_job();
   }
-  return StreamStats(parent, /*allow_partial=*/false, max_chunk_bytes, fn);
+  return OpenStats(parent, /*allow_partial=*/false, max_chunk_bytes);
+}
+
+absl::Status Coordinator::StreamTaskStats(const v1::GetTaskStatsRequest& r,
+                                          int64_t max_chunk_bytes,
+                                          const std::function<bool(const v1::JobStatsChunk&)>& fn) {
+  QCAL_ASSIGN_OR_RETURN(StatsReader reader, OpenTaskStats(r, max_chunk_bytes));
+  while (true) {
+    QCAL_ASSIGN_OR_RETURN(std::optional<v1::JobStatsChunk> chunk, reader.Next());
+    if (!chunk || !fn(*chunk)) return absl::OkStatus();
+  }
 }
 
 }  // namespace qcal::server

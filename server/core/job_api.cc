@@ -104,7 +104,7 @@ absl::StatusOr<v1::ListJobsResponse> Coordinator::ListJobs(const v1::ListJobsReq
   while (it != jobs_.begin()) {
     --it;
     const v1::Job& job = it->second.record.job();
-    if (it->second.record.kind() != v1::JOB_KIND_CALIBRATE) continue;
+    if (KindOf(it->second.record).is_operation()) continue;
     if (request.state() != v1::JOB_STATE_UNSPECIFIED && job.state() != request.state()) continue;
     if (resp.jobs_size() == page) {
       resp.set_next_page_token(resp.jobs(page - 1).id());
@@ -149,45 +149,41 @@ absl::StatusOr<v1::Job> Coordinator::CancelJob(const std::string& job_id) {
   return result;
 }
 
-absl::Status Coordinator::StreamStats(const std::string& job_id, bool allow_partial,
-                                      int64_t max_chunk_bytes,
-                                      const std::function<bool(const v1::JobStatsChunk&)>& fn) {
-  v1::Job job;
+absl::StatusOr<StatsReader> Coordinator::OpenStats(const std::string& job_id, bool allow_partial,
+                                                   int64_t max_chunk_bytes) {
+  v1::JobStatsChunk head;
   std::vector<std::string> names;
   {
     absl::MutexLock lock(&mu_);
     auto it = jobs_.find(job_id);
     if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job \"", job_id, "\""));
-    if (it->second.record.kind() != v1::JOB_KIND_CALIBRATE) {
-      return absl::FailedPreconditionError(absl::StrCat(job_id, " is not a calibration job"));
+    if (KindOf(it->second.record).is_operation()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(job_id, " is the work of an operation, not a calibration job"));
     }
-    job = it->second.record.job();
+    const v1::Job& job = it->second.record.job();
+    if (job.state() != v1::JOB_CALIBRATED && !allow_partial) {
+      return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " is ",
+                                                        v1::JobState_Name(job.state()),
+                                                        ", not calibrated (ask for partial statistics)"));
+    }
+    head.set_job_id(job_id);
+    head.set_state(job.state());
+    head.set_tokens(job.progress().tokens_done());
+    head.set_samples(job.progress().samples_done());
     names.assign(it->second.record.linear_names().begin(), it->second.record.linear_names().end());
   }
-  if (job.state() != v1::JOB_CALIBRATED && !allow_partial) {
-    return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " is ",
-                                                      v1::JobState_Name(job.state()),
-                                                      ", not calibrated (ask for partial statistics)"));
+  return StatsReader(store_, std::move(head), std::move(names), max_chunk_bytes);
+}
+
+absl::Status Coordinator::StreamStats(const std::string& job_id, bool allow_partial,
+                                      int64_t max_chunk_bytes,
+                                      const std::function<bool(const v1::JobStatsChunk&)>& fn) {
+  QCAL_ASSIGN_OR_RETURN(StatsReader reader, OpenStats(job_id, allow_partial, max_chunk_bytes));
+  while (true) {
+    QCAL_ASSIGN_OR_RETURN(std::optional<v1::JobStatsChunk> chunk, reader.Next());
+    if (!chunk || !fn(*chunk)) return absl::OkStatus();
   }
-  v1::JobStatsChunk chunk;
-  chunk.set_job_id(job_id);
-  chunk.set_state(job.state());
-  chunk.set_tokens(job.progress().tokens_done());
-  chunk.set_samples(job.progress().samples_done());
-  int64_t bytes = 0;
-  for (size_t i = 0; i < names.size(); ++i) {
-    QCAL_ASSIGN_OR_RETURN(auto value, store_->Get(Family::kStats, StatsKey(job_id, i)));
-    if (!value) continue;  // no report yet (partial)
-    if (!chunk.add_linears()->ParseFromString(*value)) return Corrupt("stats of " + names[i]);
-    bytes += static_cast<int64_t>(value->size());
-    if (bytes >= max_chunk_bytes) {
-      if (!fn(chunk)) return absl::OkStatus();
-      chunk = v1::JobStatsChunk();
-      bytes = 0;
-    }
-  }
-  if (chunk.linears_size() > 0 || !chunk.job_id().empty()) fn(chunk);
-  return absl::OkStatus();
 }
 
 }  // namespace qcal::server

@@ -64,10 +64,8 @@ absl::Status Coordinator::LeaseShardsLocked(JobView& j, const std::string& worke
                                   job.spec().report_interval_seconds());
   const int64_t begin = *j.pending.begin();
   int64_t end = begin;
-  // An evaluation task stays within one variant (its units share one payload).
-  const bool eval = j.record.kind() == v1::JOB_KIND_EVALUATE;
-  const int64_t per = std::max<int64_t>(1, j.record.units_per_variant());
-  while (end - begin < want && j.pending.count(end) && (!eval || end / per == begin / per)) ++end;
+  const WorkKind& kind = KindOf(j.record);
+  while (end - begin < want && j.pending.count(end) && kind.SameTask(j.record, begin, end)) ++end;
 
   v1::TaskRecord t = NewTaskLocked(j, worker_id, begin, end, now);
   WriteBatch b;
@@ -88,11 +86,10 @@ absl::StatusOr<bool> Coordinator::LeaseBackupLocked(const std::string& worker_id
   for (const auto& [id, t] : tasks_) {
     if (t.state() != v1::TASK_LEASED || t.worker_id() == worker_id) continue;
     const JobView& j = jobs_.at(t.job_id());
-    // Two workers writing one export folder would race; an export is one task anyway.
-    if (IsFinal(j.record.job().state()) || j.record.kind() == v1::JOB_KIND_EXPORT) continue;
+    if (IsFinal(j.record.job().state()) || !KindOf(j.record).allows_backups()) continue;
     if (SiblingLocked(t) != nullptr) continue;  // backed up already
     RunningTask running;
-    running.samples = SamplesOfShards(j, t.shard_begin(), t.shard_end());
+    running.samples = KindOf(j.record).SamplesOfShards(j.record, t.shard_begin(), t.shard_end());
     running.samples_done = t.samples_done();
     running.elapsed_seconds = absl::ToDoubleSeconds(now - absl::FromUnixMillis(t.leased_at_ms()));
     running.samples_per_second = SpeedOnJob(j, t.worker_id());
@@ -151,36 +148,16 @@ void Coordinator::FillTask(const JobView& j, const v1::TaskRecord& t, v1::Task* 
   const int64_t begin = t.shard_begin(), end = t.shard_end();
   task->set_task_id(t.task_id());
   task->set_job_id(job.id());
-  task->set_kind(v1::TASK_CALIBRATE);
   task->set_lease_id(t.lease_id());
   *task->mutable_lease_deadline() = TimeUtil::MillisecondsToTimestamp(t.deadline_ms());
   task->set_model(job.resolved_model());
   task->set_corpus(job.resolved_corpus());
-  *task->mutable_sampling() = job.spec().sampling();
   task->set_shard_begin(begin);
   task->set_shard_end(end);
   const int64_t size = j.record.shard_size();
   task->set_shard_size(static_cast<int32_t>(size));
   task->set_batch_size(job.spec().batch_size());
-  if (j.record.kind() == v1::JOB_KIND_EXPORT) {
-    task->set_kind(v1::TASK_EXPORT);
-    task->set_sample_begin(0);
-    task->set_sample_end(0);
-    task->mutable_payload()->PackFrom(j.record.export_payload());
-  } else if (j.record.kind() == v1::JOB_KIND_EVALUATE) {
-    const v1::EvaluateRequest& er = j.record.evaluate();
-    const int64_t total = er.eval_sampling().num_samples();
-    const int64_t per = std::max<int64_t>(1, j.record.units_per_variant());
-    task->set_kind(v1::TASK_EVALUATE);
-    *task->mutable_sampling() = er.eval_sampling();
-    task->set_sample_begin(std::min(total, (begin % per) * size));
-    task->set_sample_end(std::min(total, ((end - 1) % per + 1) * size));
-    task->mutable_payload()->PackFrom(j.record.variants(static_cast<int>(begin / per)));
-  } else {
-    const int64_t total = job.progress().samples_total();
-    task->set_sample_begin(std::min(total, begin * size));
-    task->set_sample_end(std::min(total, end * size));
-  }
+  KindOf(j.record).FillTask(j.record, begin, end, task);
 }
 
 v1::TaskRecord* Coordinator::SiblingLocked(const v1::TaskRecord& t) {

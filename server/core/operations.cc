@@ -31,29 +31,11 @@ void Coordinator::SyncOperation(WriteBatch& b, const JobView& j) {
   op->set_name("operations/" + job.id());
   r.set_job_id(j.record.parent_job());
   r.set_create_ms(TimeUtil::TimestampToMilliseconds(job.create_time()));
-  const bool is_export = j.record.kind() == v1::JOB_KIND_EXPORT;
-  if (is_export) {
-    v1::ExportMetadata meta;
-    meta.set_job_id(j.record.parent_job());
-    meta.set_output_dir(j.record.export_payload().output_dir());
-    meta.set_format(j.record.export_payload().request().format());
-    meta.set_threshold(j.record.export_payload().threshold());
-    op->mutable_metadata()->PackFrom(meta);
-  } else {
-    v1::EvaluateMetadata meta;
-    meta.set_job_id(j.record.parent_job());
-    meta.set_units_total(job.progress().shards_total());
-    meta.set_units_done(job.progress().shards_done());
-    op->mutable_metadata()->PackFrom(meta);
-  }
+  const WorkKind& kind = KindOf(j.record);
+  kind.DescribeOperation(j.record, op);
   switch (job.state()) {
-    case v1::JOB_CALIBRATED:
+    case v1::JOB_SUCCEEDED:
       op->set_done(true);
-      if (is_export) {
-        op->mutable_response()->PackFrom(j.record.export_response());
-      } else {
-        op->mutable_response()->PackFrom(j.record.evaluate_response());
-      }
       break;
     case v1::JOB_FAILED:
       op->set_done(true);
@@ -63,7 +45,7 @@ void Coordinator::SyncOperation(WriteBatch& b, const JobView& j) {
     case v1::JOB_CANCELLED:
       op->set_done(true);
       op->mutable_error()->set_code(static_cast<int>(absl::StatusCode::kCancelled));
-      op->mutable_error()->set_message(is_export ? "export cancelled" : "evaluation cancelled");
+      op->mutable_error()->set_message(absl::StrCat(kind.noun(), " cancelled"));
       break;
     default:
       break;
@@ -135,7 +117,7 @@ absl::Status Coordinator::CancelOperation(const std::string& name) {
   {
     absl::MutexLock lock(&mu_);
     auto it = jobs_.find(id);
-    is_job = it != jobs_.end() && it->second.record.kind() != v1::JOB_KIND_CALIBRATE;
+    is_job = it != jobs_.end() && KindOf(it->second.record).is_operation();
     if (is_job && IsFinal(it->second.record.job().state())) return absl::OkStatus();
   }
   if (is_job) return CancelJob(id).status();  // its operation follows the job

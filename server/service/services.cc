@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -13,6 +14,9 @@ namespace qcal::server {
 namespace {
 
 using Role = Auth::Role;
+
+// Statistics streams send chunks of about this many bytes of linears.
+constexpr int64_t kChunkBytes = 2 << 20;
 
 // Runs `call` (one core call returning StatusOr<T>) for a unary RPC.
 template <typename T, typename Fn>
@@ -136,15 +140,15 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::Job> {
   bool has_pending_ = false, writing_ = false, finished_ = false;
 };
 
-// Writes a prepared list of messages, then finishes.
-template <typename T>
-class ListWriter final : public grpc::ServerWriteReactor<T> {
+// Streams a job's statistics as they are read: one chunk in memory at a time, the
+// next read when the previous write is done.
+class StatsWriter final : public grpc::ServerWriteReactor<v1::JobStatsChunk> {
  public:
-  explicit ListWriter(std::vector<T> items) : items_(std::move(items)) { Next(); }
-  explicit ListWriter(const grpc::Status& error) { this->Finish(error); }
+  explicit StatsWriter(StatsReader reader) : reader_(std::move(reader)) { Next(); }
+  explicit StatsWriter(const grpc::Status& error) { Finish(error); }
   void OnWriteDone(bool ok) override {
     if (!ok) {
-      this->Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
       return;
     }
     Next();
@@ -153,14 +157,18 @@ class ListWriter final : public grpc::ServerWriteReactor<T> {
 
  private:
   void Next() {
-    if (next_ == items_.size()) {
-      this->Finish(grpc::Status::OK);
-      return;
+    absl::StatusOr<std::optional<v1::JobStatsChunk>> chunk = reader_->Next();
+    if (!chunk.ok()) {
+      Finish(ToGrpcStatus(chunk.status()));
+    } else if (!chunk->has_value()) {
+      Finish(grpc::Status::OK);
+    } else {
+      chunk_ = std::move(**chunk);
+      StartWrite(&chunk_);
     }
-    this->StartWrite(&items_[next_++]);
   }
-  std::vector<T> items_;
-  size_t next_ = 0;
+  std::optional<StatsReader> reader_;
+  v1::JobStatsChunk chunk_;
 };
 
 // CompleteTask: gathers the chunks, then makes one core call.
@@ -266,15 +274,10 @@ grpc::ServerWriteReactor<v1::Job>* CalibrationServiceImpl::WatchJob(
 grpc::ServerWriteReactor<v1::JobStatsChunk>* CalibrationServiceImpl::GetJobStats(
     grpc::CallbackServerContext* ctx, const v1::GetJobStatsRequest* req) {
   grpc::Status a = auth_->Check(*ctx, Role::kClient);
-  if (!a.ok()) return new ListWriter<v1::JobStatsChunk>(a);
-  std::vector<v1::JobStatsChunk> chunks;
-  absl::Status st = core_->StreamStats(req->job_id(), req->allow_partial(), 2 << 20,
-                                       [&](const v1::JobStatsChunk& c) {
-                                         chunks.push_back(c);
-                                         return true;
-                                       });
-  if (!st.ok()) return new ListWriter<v1::JobStatsChunk>(ToGrpcStatus(st));
-  return new ListWriter<v1::JobStatsChunk>(std::move(chunks));
+  if (!a.ok()) return new StatsWriter(a);
+  absl::StatusOr<StatsReader> reader = core_->OpenStats(req->job_id(), req->allow_partial(), kChunkBytes);
+  if (!reader.ok()) return new StatsWriter(ToGrpcStatus(reader.status()));
+  return new StatsWriter(*std::move(reader));
 }
 
 grpc::ServerUnaryReactor* CalibrationServiceImpl::Evaluate(grpc::CallbackServerContext* ctx,
@@ -327,14 +330,10 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::FailTask(grpc::CallbackServerContex
 grpc::ServerWriteReactor<v1::JobStatsChunk>* WorkerServiceImpl::GetTaskStats(
     grpc::CallbackServerContext* ctx, const v1::GetTaskStatsRequest* req) {
   grpc::Status a = auth_->Check(*ctx, Role::kWorker);
-  if (!a.ok()) return new ListWriter<v1::JobStatsChunk>(a);
-  std::vector<v1::JobStatsChunk> chunks;
-  absl::Status st = core_->StreamTaskStats(*req, 2 << 20, [&](const v1::JobStatsChunk& c) {
-    chunks.push_back(c);
-    return true;
-  });
-  if (!st.ok()) return new ListWriter<v1::JobStatsChunk>(ToGrpcStatus(st));
-  return new ListWriter<v1::JobStatsChunk>(std::move(chunks));
+  if (!a.ok()) return new StatsWriter(a);
+  absl::StatusOr<StatsReader> reader = core_->OpenTaskStats(*req, kChunkBytes);
+  if (!reader.ok()) return new StatsWriter(ToGrpcStatus(reader.status()));
+  return new StatsWriter(*std::move(reader));
 }
 
 // ---------------------------------------------------------------- operations

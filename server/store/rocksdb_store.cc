@@ -199,10 +199,11 @@ absl::Status RocksDbStore::InitSchema() {
                         Get(Family::kMeta, kSchemaVersionKey));
   if (version.has_value()) {
     int v = 0;
-    if (!absl::SimpleAtoi(*version, &v) || v != kSchemaVersion) {
+    if (!absl::SimpleAtoi(*version, &v) || v < kOldestSchemaVersion || v > kSchemaVersion) {
       return absl::FailedPreconditionError(absl::StrCat(
           "rocksdb store ", dir_, ": schema version '", absl::CHexEscape(*version),
-          "' is not the version this build reads (", kSchemaVersion, ")"));
+          "' is not one this build reads (", kOldestSchemaVersion, " to ", kSchemaVersion,
+          "; a newer qcal wrote it?)"));
     }
     return absl::OkStatus();
   }

@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "rocksdb/db.h"
 #include "rocksdb/options.h"
@@ -166,13 +167,15 @@ TEST(RocksDbStoreTest, UnknownSchemaVersionIsRefused) {
   {
     auto store = OpenOrDie(dir);
     ASSERT_TRUE(
-        Write1(*store, WriteBatch::OpType::kPut, Family::kMeta, kSchemaVersionKey, "2")
+        Write1(*store, WriteBatch::OpType::kPut, Family::kMeta, kSchemaVersionKey,
+               std::to_string(kSchemaVersion + 1))
             .ok());
   }
   auto opened = RocksDbStore::Open(dir, {});
   EXPECT_EQ(opened.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_TRUE(Contains(opened.status(), dir)) << opened.status();
-  EXPECT_TRUE(Contains(opened.status(), "schema version '2'")) << opened.status();
+  EXPECT_TRUE(Contains(opened.status(), absl::StrCat("schema version '", kSchemaVersion + 1, "'")))
+      << opened.status();
 }
 
 TEST(RocksDbStoreTest, DataWithoutSchemaVersionIsRefused) {

@@ -21,8 +21,13 @@
 // unreadable. A value that is nevertheless corrupt on disk makes Get/Scan of it fail
 // (DATA_LOSS), never crash.
 //
-// Every store holds kMeta[kSchemaVersionKey] = kSchemaVersion (decimal) from
-// creation on; RocksDbStore refuses to open a database with another version.
+// Every store holds kMeta[kSchemaVersionKey] (decimal) from creation on: a new one
+// kSchemaVersion. RocksDbStore opens versions kOldestSchemaVersion..kSchemaVersion
+// and refuses any other; the coordinator migrates an older one when it loads it
+// (Coordinator::Create), rewriting the version in the same batch as the records.
+//
+// Versions: 1 (qcal before the work kinds: an operation's finished work was
+// JOB_CALIBRATED), 2 (it is JOB_SUCCEEDED).
 //
 // Atomicity: Write applies a whole WriteBatch or nothing. Durability: a Write that
 // returned OK survives a crash of the process (and of the machine with sync writes).
@@ -54,7 +59,8 @@ inline bool IsValidFamily(Family f) {
 // The schema of the stored data (key layout and value types). Bump it, with a
 // migration, whenever a stored format changes incompatibly.
 inline constexpr char kSchemaVersionKey[] = "schema_version";  // in Family::kMeta
-inline constexpr int kSchemaVersion = 1;
+inline constexpr int kSchemaVersion = 2;
+inline constexpr int kOldestSchemaVersion = 1;
 
 class WriteBatch {
  public:

@@ -7,10 +7,10 @@
 
 namespace qcal::v1 {
 
-// CALIBRATED, FAILED or CANCELLED: the job (or an evaluation's or export's internal
-// job) will not change again.
+// CALIBRATED, SUCCEEDED (an operation's work), FAILED or CANCELLED: the job will
+// not change again.
 inline bool IsFinalJobState(JobState s) {
-  return s == JOB_CALIBRATED || s == JOB_FAILED || s == JOB_CANCELLED;
+  return s == JOB_CALIBRATED || s == JOB_SUCCEEDED || s == JOB_FAILED || s == JOB_CANCELLED;
 }
 
 }  // namespace qcal::v1
