@@ -1,22 +1,28 @@
 // The worker side of the service: `qcal-worker --coordinator ADDR`.
 //
-// Registers, leases a task, builds the task's samples itself from the corpus (the
-// sampler is addressable, so no token ids travel), runs the engine while a
-// heartbeat thread extends the lease, reports the statistics (client-streamed in
-// chunks of about 2 MB), and repeats. The loaded model, tokenizer and corpus index
-// are kept between tasks of the same job. A cancelled job (heartbeat says so) stops
-// the task at the next batch. The first SIGTERM finishes the current task and
-// exits; a second hands the task back at the next batch and exits.
-// Errors of one task never end the loop: they are reported with FailTask (retryable
-// unless the input itself is bad) and the worker moves on. An unreachable
-// coordinator is retried with backoff.
+// WorkerLoop registers, leases a task, runs it with the runner of its kind
+// (task_runner.h) while a heartbeat thread extends the lease, reports the result
+// and repeats. A task whose heartbeat says cancelled (job cancelled, superseded by
+// a backup) or lost stops at the next batch and reports nothing. The first stop
+// request finishes the current task and exits; a second hands the task back at the
+// next batch and exits.
+// Errors of one task never end the loop: they are reported with FailTask
+// (retryable unless the input itself is bad) and the worker moves on. An
+// unreachable coordinator is retried with backoff; one that forgot the worker (it
+// restarted: NOT_FOUND) is registered with again; a report that fails in transit is
+// retried for `report_retry` (the lease survives a coordinator restart and a report
+// that did land is ALREADY_EXISTS); a refused one (stale lease) is dropped.
 #ifndef QCAL_WORKER_SERVICE_WORKER_LOOP_H_
 #define QCAL_WORKER_SERVICE_WORKER_LOOP_H_
 
 #include <atomic>
+#include <chrono>
+#include <memory>
 #include <string>
 
 #include "worker/engine/engine.h"
+#include "worker/service/coordinator_client.h"
+#include "worker/service/task_runner.h"
 
 namespace qcal {
 
@@ -24,7 +30,7 @@ struct WorkerLoopOptions {
   std::string coordinator;  // host:port
   std::string token_file;   // bearer token (worker token); empty = none
   std::string tls_ca;       // PEM root CA; empty = insecure channel
-  std::string name;         // shown by the coordinator; default: hostname
+  std::string name;         // shown by the coordinator; default: hostname-pid
   EngineOptions engine;     // device, threads, bf16 (batch size comes with each task)
   // Exit after this many tasks (0 = never); for tests.
   int max_tasks = 0;
@@ -34,10 +40,40 @@ struct WorkerLoopOptions {
   // Tests: wait this long between finishing a task and reporting it, with no
   // heartbeats (a straggler whose task gets a backup).
   int report_delay_ms = 0;
+  // How long a report that fails in transit is retried, and the first backoff.
+  std::chrono::milliseconds report_retry{60'000};
+  std::chrono::milliseconds first_backoff{200};
 };
 
-// Runs until `*stop_requests` > 0 and the current task is finished (first SIGTERM)
-// or handed back (>= 2). Returns the process exit code.
+class WorkerLoop {
+ public:
+  // `client` is not owned and must outlive the loop.
+  WorkerLoop(WorkerLoopOptions options, CoordinatorClient* client, RunnerTable runners,
+             const std::atomic<int>* stop_requests);
+  // Runs until stopped (or max_tasks); returns the process exit code (1 when the
+  // coordinator refuses the worker's credentials).
+  int Run();
+
+ private:
+  // Registers when needed; false (after its backoff) when that failed.
+  bool EnsureRegistered(int* backoff_ms, bool* fatal);
+  void RunTask(const v1::Task& task);
+  void Fail(const v1::Task& task, const std::string& reason, bool retryable);
+  void Report(const v1::Task& task, TaskOutcome outcome, double seconds);
+  void Sleep(int ms);
+  void Log(const std::string& msg) const;
+
+  const WorkerLoopOptions o_;
+  CoordinatorClient* const client_;
+  const RunnerTable runners_;
+  const std::atomic<int>* const stop_;
+  std::string name_;
+  std::string worker_id_;
+  int heartbeat_ms_ = 10000;
+};
+
+// The production wiring: connects with ConnectToCoordinator and runs the loop with
+// the model runners (runners.h). Returns the process exit code.
 int RunWorkerLoop(const WorkerLoopOptions& options, const std::atomic<int>* stop_requests);
 
 }  // namespace qcal
