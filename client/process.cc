@@ -17,6 +17,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "client/exit_codes.h"
+#include "common/status_macros.h"
 
 namespace qcal::client {
 namespace {
@@ -35,8 +36,8 @@ bool IsExecutableFile(const std::string& path) {
 }
 
 // Runs in the child between fork and exec: async-signal-safe calls only.
-[[noreturn]] void ExecChild(char* const* argv, int stdin_fd, int log_fd, int error_fd,
-                            pid_t parent) {
+[[noreturn]] void ExecChild(char* const* argv, int stdin_fd, int log_fd, int stderr_fd,
+                            int error_fd, pid_t parent) {
   ::setpgid(0, 0);
   ::prctl(PR_SET_PDEATHSIG, SIGTERM);
   if (::getppid() != parent) ::_exit(127);
@@ -50,16 +51,32 @@ bool IsExecutableFile(const std::string& path) {
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
   if (stdin_fd >= 0) ::dup2(stdin_fd, STDIN_FILENO);
-  if (log_fd >= 0) {
-    ::dup2(log_fd, STDOUT_FILENO);
-    ::dup2(log_fd, STDERR_FILENO);
-  }
+  if (log_fd >= 0) ::dup2(log_fd, STDOUT_FILENO);
+  if (stderr_fd >= 0) ::dup2(stderr_fd, STDERR_FILENO);
   ::execv(argv[0], argv);
   const int err = errno;
   ssize_t ignored = ::write(error_fd, &err, sizeof(err));
   (void)ignored;
   ::_exit(127);
 }
+
+// The descriptors a child inherits, closed in the parent once it has forked.
+struct Fds {
+  int in = -1, log = -1, err = -1;
+  ~Fds() {
+    for (int fd : {in, log, err}) {
+      if (fd >= 0) ::close(fd);
+    }
+  }
+  absl::Status Open(const std::string& path, int flags, int* fd, const char* what) {
+    if (path.empty()) return absl::OkStatus();
+    *fd = ::open(path.c_str(), flags, 0644);
+    if (*fd < 0) {
+      return absl::InternalError(absl::StrCat("cannot open ", what, " ", path, ": ", std::strerror(errno)));
+    }
+    return absl::OkStatus();
+  }
+};
 
 }  // namespace
 
@@ -72,30 +89,22 @@ absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Spawn(
   for (std::string& arg : args) argv.push_back(arg.data());
   argv.push_back(nullptr);
 
-  int log_fd = -1;
-  if (!options.log_file.empty()) {
-    log_fd = ::open(options.log_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-                    0644);
-    if (log_fd < 0) {
-      return absl::InternalError(absl::StrCat("cannot create log file ", options.log_file,
-                                              ": ", std::strerror(errno)));
-    }
-  }
-  const int stdin_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  Fds fds;
+  const int log_flags = O_WRONLY | O_CREAT | O_CLOEXEC | (options.append_log ? O_APPEND : O_TRUNC);
+  QCAL_RETURN_IF_ERROR(fds.Open(options.log_file, log_flags, &fds.log, "log file"));
+  QCAL_RETURN_IF_ERROR(
+      fds.Open(options.stderr_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, &fds.err, "stderr file"));
+  QCAL_RETURN_IF_ERROR(fds.Open(options.stdin_file.empty() ? "/dev/null" : options.stdin_file,
+                                O_RDONLY | O_CLOEXEC, &fds.in, "stdin file"));
   int error_pipe[2];
   if (::pipe2(error_pipe, O_CLOEXEC) != 0) {
-    const int err = errno;
-    if (log_fd >= 0) ::close(log_fd);
-    if (stdin_fd >= 0) ::close(stdin_fd);
-    return absl::InternalError(absl::StrCat("pipe: ", std::strerror(err)));
+    return absl::InternalError(absl::StrCat("pipe: ", std::strerror(errno)));
   }
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
-  if (pid == 0) ExecChild(argv.data(), stdin_fd, log_fd, error_pipe[1], parent);
+  if (pid == 0) ExecChild(argv.data(), fds.in, fds.log, fds.err < 0 ? fds.log : fds.err, error_pipe[1], parent);
   const int fork_errno = errno;
   ::close(error_pipe[1]);
-  if (log_fd >= 0) ::close(log_fd);
-  if (stdin_fd >= 0) ::close(stdin_fd);
   if (pid < 0) {
     ::close(error_pipe[0]);
     return absl::InternalError(
@@ -154,6 +163,39 @@ std::string ChildProcess::ExitDescription() {
     return absl::StrCat("killed by signal ", signo, " (", strsignal(signo), ")");
   }
   return "ended";
+}
+
+bool ChildProcess::Kill(int signo, absl::Duration timeout) {
+  Signal(signo);
+  const absl::Time deadline = absl::Now() + timeout;
+  while (Running()) {
+    if (absl::Now() >= deadline) {
+      StopAll({this}, absl::ZeroDuration());
+      return false;
+    }
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return true;
+}
+
+std::optional<int> ChildProcess::WaitStatus() {
+  absl::MutexLock lock(&mu_);
+  if (!ReapLocked()) return std::nullopt;
+  return wait_status_;
+}
+
+absl::StatusOr<int> RunToCompletion(const SpawnOptions& options, absl::Duration timeout) {
+  QCAL_ASSIGN_OR_RETURN(std::unique_ptr<ChildProcess> child, ChildProcess::Spawn(options));
+  const absl::Time deadline = absl::Now() + timeout;
+  while (child->Running()) {
+    if (absl::Now() >= deadline) {
+      child->Kill(SIGKILL, absl::Seconds(10));
+      return absl::DeadlineExceededError(absl::StrCat(child->name(), " ran longer than ",
+                                                      absl::FormatDuration(timeout)));
+    }
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return *child->WaitStatus();
 }
 
 void ChildProcess::Signal(int signo) {

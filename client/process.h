@@ -1,10 +1,12 @@
-// Child processes for `qcal run`: spawning the coordinator and workers, watching
-// them, and stopping them (SIGTERM, a grace period, then SIGKILL).
+// Child processes: spawning, watching and stopping them (SIGTERM, a grace period,
+// then SIGKILL). The one launcher of the project: `qcal run` starts the coordinator
+// and workers with it, the end-to-end tests (tests/test_cluster.h) and the load
+// test (bench/load/) their clusters. Libtorch-free.
 //
 // A child gets its own process group (so a Ctrl-C at the terminal reaches only
-// qcal, which then stops the children in order), stdin from /dev/null, stdout and
-// stderr into a log file, default signal dispositions, and PR_SET_PDEATHSIG=SIGTERM
-// so it does not outlive a qcal that was killed outright.
+// qcal, which then stops the children in order), stdin from /dev/null (or a file),
+// stdout and stderr into a log file, default signal dispositions, and
+// PR_SET_PDEATHSIG=SIGTERM so it does not outlive a parent that was killed outright.
 //
 // Thread-safety: ChildProcess methods may be called from several threads.
 #ifndef QCAL_CLIENT_PROCESS_H_
@@ -14,6 +16,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,6 +33,12 @@ struct SpawnOptions {
   std::vector<std::string> argv;
   // File (created or truncated) receiving stdout and stderr; empty: inherit ours.
   std::string log_file;
+  // Append to log_file instead of truncating it (a process restarted on one log).
+  bool append_log = false;
+  // When set, stderr goes here (created or truncated) instead of log_file.
+  std::string stderr_file;
+  // File read as stdin; empty: /dev/null.
+  std::string stdin_file;
 };
 
 class ChildProcess {
@@ -52,6 +61,11 @@ class ChildProcess {
   bool Running();
   // "exited with status 1", "killed by signal 9 (Killed)"; "running" while running.
   std::string ExitDescription();
+  // Sends `signo` and waits up to `timeout` for the child to end; then SIGKILLs and
+  // reaps it. Returns whether it ended within the timeout.
+  bool Kill(int signo, absl::Duration timeout);
+  // The waitpid status once it has exited (reaping it if it just did).
+  std::optional<int> WaitStatus();
 
  private:
   friend void StopAll(const std::vector<ChildProcess*>& children, absl::Duration grace,
@@ -75,6 +89,10 @@ class ChildProcess {
 // it returns true (e.g. a second Ctrl-C) the rest are killed at once.
 void StopAll(const std::vector<ChildProcess*>& children, absl::Duration grace,
              const std::function<bool()>& hurry = {});
+
+// Runs a program to its end and returns its waitpid status; DEADLINE_EXCEEDED
+// (after killing it) when it runs longer than `timeout`.
+absl::StatusOr<int> RunToCompletion(const SpawnOptions& options, absl::Duration timeout);
 
 // The absolute path of the running executable (/proc/self/exe).
 absl::StatusOr<std::string> SelfExecutablePath();

@@ -1,8 +1,10 @@
 #include "client/process.h"
 
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -15,6 +17,13 @@
 
 namespace qcal::client {
 namespace {
+
+SpawnOptions Options(std::vector<std::string> argv, std::string log = "") {
+  SpawnOptions o;
+  o.argv = std::move(argv);
+  o.log_file = std::move(log);
+  return o;
+}
 
 class ProcessTest : public ::testing::Test {
  protected:
@@ -43,8 +52,7 @@ class ProcessTest : public ::testing::Test {
 
 TEST_F(ProcessTest, RunsAndLogs) {
   const std::string log = dir_ + "/child.log";
-  auto child = ChildProcess::Spawn(
-      {{Script("exit3", "echo out; echo err >&2; exit 3"), "a b"}, log});
+  auto child = ChildProcess::Spawn(Options({Script("exit3", "echo out; echo err >&2; exit 3"), "a b"}, log));
   ASSERT_TRUE(child.ok()) << child.status();
   const absl::Time deadline = absl::Now() + absl::Seconds(10);
   while ((*child)->Running() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(10));
@@ -56,20 +64,20 @@ TEST_F(ProcessTest, RunsAndLogs) {
 }
 
 TEST_F(ProcessTest, ExecFailureIsReported) {
-  auto missing = ChildProcess::Spawn({{dir_ + "/no-such-program"}, ""});
+  auto missing = ChildProcess::Spawn(Options({dir_ + "/no-such-program"}));
   ASSERT_FALSE(missing.ok());
   EXPECT_NE(missing.status().message().find("cannot execute"), std::string::npos);
   const std::string not_exec = dir_ + "/plain";
   std::ofstream(not_exec) << "x";
-  auto denied = ChildProcess::Spawn({{not_exec}, ""});
+  auto denied = ChildProcess::Spawn(Options({not_exec}));
   ASSERT_FALSE(denied.ok());
   EXPECT_NE(denied.status().message().find("Permission denied"), std::string::npos);
 }
 
 TEST_F(ProcessTest, StopUsesSigtermThenSigkill) {
-  auto polite = ChildProcess::Spawn({{Script("sleep", "exec sleep 100")}, ""});
+  auto polite = ChildProcess::Spawn(Options({Script("sleep", "exec sleep 100")}));
   auto stubborn = ChildProcess::Spawn(
-      {{Script("stubborn", "trap '' TERM; while :; do sleep 0.05; done")}, ""});
+      Options({Script("stubborn", "trap '' TERM; while :; do sleep 0.05; done")}));
   ASSERT_TRUE(polite.ok() && stubborn.ok());
   absl::SleepFor(absl::Milliseconds(200));  // let the trap be installed
   const absl::Time start = absl::Now();
@@ -82,13 +90,47 @@ TEST_F(ProcessTest, StopUsesSigtermThenSigkill) {
 
 TEST_F(ProcessTest, HurryKillsAtOnce) {
   auto stubborn = ChildProcess::Spawn(
-      {{Script("stubborn", "trap '' TERM; while :; do sleep 0.05; done")}, ""});
+      Options({Script("stubborn", "trap '' TERM; while :; do sleep 0.05; done")}));
   ASSERT_TRUE(stubborn.ok());
   absl::SleepFor(absl::Milliseconds(200));
   const absl::Time start = absl::Now();
   StopAll({stubborn->get()}, absl::Seconds(60), [] { return true; });
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
   EXPECT_FALSE((*stubborn)->Running());
+}
+
+TEST_F(ProcessTest, RedirectsAppendsAndRunsToCompletion) {
+  const std::string cat = Script("cat", "cat; echo oops >&2; exit 4");
+  std::ofstream(dir_ + "/in") << "from stdin\n";
+  SpawnOptions o = Options({cat}, dir_ + "/out");
+  o.stdin_file = dir_ + "/in";
+  o.stderr_file = dir_ + "/err";
+  auto status = RunToCompletion(o, absl::Seconds(60));
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 4);
+  EXPECT_EQ(Read(dir_ + "/out"), "from stdin\n");
+  EXPECT_EQ(Read(dir_ + "/err"), "oops\n");
+  o.append_log = true;
+  ASSERT_TRUE(RunToCompletion(o, absl::Seconds(60)).ok());
+  EXPECT_EQ(Read(dir_ + "/out"), "from stdin\nfrom stdin\n") << "a restarted process appends";
+
+  auto slow = RunToCompletion(Options({Script("slow", "exec sleep 100")}), absl::Milliseconds(300));
+  EXPECT_EQ(slow.status().code(), absl::StatusCode::kDeadlineExceeded) << slow.status();
+}
+
+TEST_F(ProcessTest, KillSendsTheSignalAndReportsWhetherItEnded) {
+  auto child = ChildProcess::Spawn(Options({Script("sleep", "exec sleep 100")}));
+  ASSERT_TRUE(child.ok()) << child.status();
+  EXPECT_FALSE((*child)->WaitStatus().has_value());
+  EXPECT_TRUE((*child)->Kill(SIGKILL, absl::Seconds(10)));
+  ASSERT_TRUE((*child)->WaitStatus().has_value());
+  EXPECT_TRUE(WIFSIGNALED(*(*child)->WaitStatus()) && WTERMSIG(*(*child)->WaitStatus()) == SIGKILL);
+  auto stubborn = ChildProcess::Spawn(
+      Options({Script("stubborn", "trap '' TERM; while :; do sleep 0.05; done")}));
+  ASSERT_TRUE(stubborn.ok());
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_FALSE((*stubborn)->Kill(SIGTERM, absl::Milliseconds(300))) << "ignored SIGTERM";
+  EXPECT_FALSE((*stubborn)->Running()) << "killed after the timeout";
 }
 
 TEST_F(ProcessTest, FindExecutable) {

@@ -4,9 +4,7 @@
 #ifndef QCAL_TESTS_TEST_CLUSTER_H_
 #define QCAL_TESTS_TEST_CLUSTER_H_
 
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,60 +17,43 @@
 #include <thread>
 #include <vector>
 
+#include "client/process.h"
 #include "grpcpp/grpcpp.h"
 
 namespace qcal::testing {
 
-extern "C" char** environ;
-
-// A child process; killed (SIGKILL) when destroyed if still running.
+// A child process (client/process.h, the project's one launcher) whose stdout and
+// stderr are appended to `log` (a restarted coordinator keeps one log); killed
+// (SIGKILL) when destroyed if still running.
 class Child {
  public:
   Child(std::vector<std::string> argv, const std::string& log) {
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    std::vector<char*> args;
-    for (auto& a : argv) args.push_back(a.data());
-    args.push_back(nullptr);
-    if (posix_spawn(&pid_, args[0], &fa, nullptr, args.data(), environ) != 0) pid_ = -1;
-    posix_spawn_file_actions_destroy(&fa);
+    client::SpawnOptions o;
+    o.argv = std::move(argv);
+    o.log_file = log;
+    o.append_log = true;
+    auto child = client::ChildProcess::Spawn(o);
+    if (child.ok()) child_ = std::move(child).value();
   }
   ~Child() { Kill(SIGKILL); }
   Child(const Child&) = delete;
   Child& operator=(const Child&) = delete;
 
-  pid_t pid() const { return pid_; }
-  bool running() {
-    if (pid_ <= 0) return false;
-    int status;
-    if (waitpid(pid_, &status, WNOHANG) == pid_) {
-      exit_status_ = status;
-      pid_ = -1;
-      return false;
-    }
-    return true;
-  }
-  // Sends `sig` and waits for the process to end (up to `timeout`). Returns whether it ended.
+  pid_t pid() const { return child_ ? child_->pid() : -1; }
+  bool running() { return child_ && child_->Running(); }
+  // Sends `sig` and waits for the process to end (up to `timeout`, then SIGKILL).
+  // Returns whether it ended in time.
   bool Kill(int sig, std::chrono::seconds timeout = std::chrono::seconds(30)) {
-    if (pid_ <= 0) return true;
-    ::kill(pid_, sig);
-    const auto until = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < until) {
-      if (!running()) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    ::kill(pid_, SIGKILL);
-    waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-    return false;
+    return !child_ || !child_->Running() || child_->Kill(sig, absl::Seconds(timeout.count()));
   }
-  int exit_status() const { return exit_status_; }
+  // The wait status once it has ended; -1 before (or when it never started).
+  int exit_status() const {
+    if (!child_) return -1;
+    return child_->WaitStatus().value_or(-1);
+  }
 
  private:
-  pid_t pid_ = -1;
-  int exit_status_ = -1;
+  std::unique_ptr<client::ChildProcess> child_;
 };
 
 // Runs `argv` to completion with stdin from `in` (empty: /dev/null) and stdout and
@@ -81,29 +62,13 @@ class Child {
 inline int RunProgram(std::vector<std::string> argv, const std::string& in, const std::string& out,
                       const std::string& err,
                       std::chrono::seconds timeout = std::chrono::seconds(300)) {
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, in.empty() ? "/dev/null" : in.c_str(), O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  std::vector<char*> args;
-  for (auto& a : argv) args.push_back(a.data());
-  args.push_back(nullptr);
-  pid_t pid;
-  const int rc = posix_spawn(&pid, args[0], &fa, nullptr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0) return -1;
-  const auto until = std::chrono::steady_clock::now() + timeout;
-  int status = -1;
-  while (waitpid(pid, &status, WNOHANG) == 0) {
-    if (std::chrono::steady_clock::now() > until) {
-      ::kill(pid, SIGKILL);
-      waitpid(pid, nullptr, 0);
-      return -1;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return status;
+  client::SpawnOptions o;
+  o.argv = std::move(argv);
+  o.stdin_file = in;
+  o.log_file = out;
+  o.stderr_file = err;
+  absl::StatusOr<int> status = client::RunToCompletion(o, absl::Seconds(timeout.count()));
+  return status.ok() ? *status : -1;
 }
 
 // Whether a RunProgram status is a normal exit with code 0.
