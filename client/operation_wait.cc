@@ -4,7 +4,6 @@
 #include <memory>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_replace.h"
 #include "client/exit_codes.h"
 #include "client/interrupt.h"
 #include "proto/qcal/v1/evaluation.pb.h"
@@ -16,10 +15,6 @@ namespace {
 constexpr int kBarWidth = 24;
 constexpr double kCancelTimeoutSeconds = 2;
 constexpr absl::Duration kPollInterval = absl::Milliseconds(100);
-
-std::string OneLine(const std::string& text) {
-  return absl::StrReplaceAll(text, {{"\r\n", " "}, {"\n", " "}, {"\r", " "}});
-}
 
 std::string Units(const v1::Operation& op) {
   const std::optional<OperationUnits> units = UnitsOf(op);
@@ -83,45 +78,28 @@ std::string FormatOperationFinalLine(const v1::Operation& op, absl::Duration ela
                       "in ", FormatElapsed(elapsed));
 }
 
-void OperationDisplay::Update(const v1::Operation& op, absl::Time now) {
-  if (finished_) return;
-  if (!op_.has_value()) first_seen_ = now;
-  op_ = op;
-  switch (mode_) {
-    case DisplayMode::kJson:
-      break;
-    case DisplayMode::kPlain: {
-      const std::string key = absl::StrCat(OperationStateName(op), ":", Units(op));
-      if (key == last_plain_key_) break;
-      last_plain_key_ = key;
-      *out_ << FormatOperationPlainLine(op, now - first_seen_) << "\n" << std::flush;
-      break;
-    }
-    case DisplayMode::kTerminal:
-      Redraw(now);
-      break;
-  }
+DisplayLines OperationDisplay::Lines(const v1::Operation& op, absl::Time now) const {
+  // JSON mode shows nothing while waiting: the command prints its result as JSON.
+  DisplayLines lines;
+  const absl::Duration elapsed = now - first_seen_;
+  lines.terminal = FormatOperationProgressLine(op, elapsed);
+  lines.plain = FormatOperationPlainLine(op, elapsed);
+  lines.plain_key = absl::StrCat(OperationStateName(op), ":", Units(op));
+  if (op.done()) lines.final = FormatOperationFinalLine(op, elapsed);
+  return lines;
 }
 
-void OperationDisplay::Redraw(absl::Time now) {
-  std::string line = FormatOperationProgressLine(*op_, now - first_seen_);
-  const size_t width = line.size();
-  // Blank out what is left of a longer previous line.
-  if (width < last_width_) line.append(last_width_ - width, ' ');
-  last_width_ = width;
-  *out_ << "\r" << line << std::flush;
+void OperationDisplay::Update(const v1::Operation& op, absl::Time now) {
+  if (line_.finished()) return;
+  if (!op_.has_value()) first_seen_ = now;
+  op_ = op;
+  line_.Show(Lines(op, now), now);
 }
 
 void OperationDisplay::Finish(absl::Time now) {
-  if (finished_) return;
-  finished_ = true;
-  if (mode_ == DisplayMode::kJson || !op_.has_value()) return;
-  if (mode_ == DisplayMode::kTerminal) {
-    Redraw(now);
-    *out_ << "\n";
-  }
-  if (op_->done()) *out_ << FormatOperationFinalLine(*op_, now - first_seen_) << "\n";
-  out_->flush();
+  if (!op_.has_value()) return line_.Finish(nullptr, now);
+  const DisplayLines last = Lines(*op_, now);
+  line_.Finish(&last, now);
 }
 
 absl::StatusOr<v1::Operation> WaitUntilDone(const Connection& connection, v1::Operation op,

@@ -26,6 +26,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "client/connection.h"
+#include "client/live_line.h"
 #include "client/progress.h"
 #include "proto/qcal/v1/operations.pb.h"
 
@@ -54,7 +55,7 @@ std::string FormatOperationFinalLine(const v1::Operation& op, absl::Duration ela
 class OperationDisplay {
  public:
   // `out` must outlive the display.
-  OperationDisplay(std::ostream* out, DisplayMode mode) : out_(out), mode_(mode) {}
+  OperationDisplay(std::ostream* out, DisplayMode mode) : line_(out, mode) {}
 
   void Update(const v1::Operation& op, absl::Time now = absl::Now());
   // Ends the display: terminal mode closes its line; terminal and plain modes print
@@ -62,15 +63,11 @@ class OperationDisplay {
   void Finish(absl::Time now = absl::Now());
 
  private:
-  void Redraw(absl::Time now);
+  DisplayLines Lines(const v1::Operation& op, absl::Time now) const;
 
-  std::ostream* const out_;
-  const DisplayMode mode_;
+  LiveLine line_;
   std::optional<v1::Operation> op_;
   absl::Time first_seen_;
-  std::string last_plain_key_;
-  size_t last_width_ = 0;
-  bool finished_ = false;
 };
 
 struct OperationWaitOptions {

@@ -6,7 +6,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_replace.h"
 #include "client/json_output.h"
 #include "proto/qcal/v1/job_state.h"
 
@@ -30,10 +29,6 @@ std::string Rate(const ProgressFigures& f) {
 std::string Samples(const v1::JobProgress& p) {
   if (p.samples_total() > 0) return absl::StrCat(p.samples_done(), "/", p.samples_total());
   return absl::StrCat(p.samples_done());
-}
-
-std::string OneLine(const std::string& text) {
-  return absl::StrReplaceAll(text, {{"\r\n", " "}, {"\n", " "}, {"\r", " "}});
 }
 
 }  // namespace
@@ -122,7 +117,7 @@ std::string FormatFinalLine(const v1::Job& job, const ProgressFigures& f) {
   }
 }
 
-JobDisplay::JobDisplay(std::ostream* out, DisplayMode mode) : out_(out), mode_(mode) {}
+JobDisplay::JobDisplay(std::ostream* out, DisplayMode mode) : line_(out, mode) {}
 
 ProgressFigures JobDisplay::Figures(const v1::Job& job, absl::Time now) const {
   absl::MutexLock lock(&mu_);
@@ -151,68 +146,47 @@ ProgressFigures JobDisplay::FiguresLocked(const v1::Job& job, absl::Time now) co
   return f;
 }
 
+DisplayLines JobDisplay::LinesLocked(const v1::Job& job, absl::Time now) const {
+  DisplayLines lines;
+  if (line_.mode() == DisplayMode::kJson) {
+    auto json = MessageToJsonLine(job);
+    lines.json = json.ok() ? *json : std::string("{}");
+    return lines;
+  }
+  const ProgressFigures f = FiguresLocked(job, now);
+  const v1::JobProgress& p = job.progress();
+  lines.terminal = FormatProgressLine(job, f);
+  lines.plain = FormatPlainLine(job, f);
+  lines.plain_key = absl::StrCat(job.state(), ":", p.shards_done(), "/", p.shards_total(),
+                                 ":", p.samples_done(), "/", p.samples_total(), ":",
+                                 p.tokens_done());
+  if (v1::IsFinalJobState(job.state())) lines.final = FormatFinalLine(job, f);
+  return lines;
+}
+
 void JobDisplay::Update(const v1::Job& job, absl::Time now) {
   absl::MutexLock lock(&mu_);
-  if (finished_) return;
+  if (line_.finished()) return;
   if (!job_.has_value()) {
     first_seen_ = now;
     first_tokens_ = job.progress().tokens_done();
   }
   job_ = job;
-  switch (mode_) {
-    case DisplayMode::kJson: {
-      auto line = MessageToJsonLine(job);
-      *out_ << (line.ok() ? *line : std::string("{}")) << "\n" << std::flush;
-      break;
-    }
-    case DisplayMode::kPlain: {
-      const v1::JobProgress& p = job.progress();
-      const std::string key =
-          absl::StrCat(job.state(), ":", p.shards_done(), "/", p.shards_total(), ":",
-                       p.samples_done(), "/", p.samples_total(), ":", p.tokens_done());
-      if (key == last_plain_key_) break;
-      last_plain_key_ = key;
-      *out_ << FormatPlainLine(job, FiguresLocked(job, now)) << "\n" << std::flush;
-      break;
-    }
-    case DisplayMode::kTerminal:
-      Redraw(now);
-      break;
-  }
+  line_.Show(LinesLocked(job, now), now);
 }
 
 void JobDisplay::Tick(absl::Time now) {
   absl::MutexLock lock(&mu_);
-  if (finished_ || mode_ != DisplayMode::kTerminal || !job_.has_value()) return;
-  if (now - last_draw_ < absl::Seconds(1)) return;
-  Redraw(now);
-}
-
-void JobDisplay::Redraw(absl::Time now) {
-  std::string line = FormatProgressLine(*job_, FiguresLocked(*job_, now));
-  const size_t width = line.size();
-  // Blank out what is left of a longer previous line.
-  if (width < last_width_) line.append(last_width_ - width, ' ');
-  last_width_ = width;
-  *out_ << "\r" << line << std::flush;
-  line_open_ = true;
-  last_draw_ = now;
+  // Rendering only for the terminal: the other modes never redraw.
+  if (!job_.has_value() || line_.mode() != DisplayMode::kTerminal) return;
+  line_.Tick(LinesLocked(*job_, now), now);
 }
 
 void JobDisplay::Finish(absl::Time now) {
   absl::MutexLock lock(&mu_);
-  if (finished_) return;
-  finished_ = true;
-  if (mode_ == DisplayMode::kJson) return;
-  if (mode_ == DisplayMode::kTerminal && job_.has_value()) {
-    Redraw(now);
-    *out_ << "\n";
-    line_open_ = false;
-  }
-  if (job_.has_value() && v1::IsFinalJobState(job_->state())) {
-    *out_ << FormatFinalLine(*job_, FiguresLocked(*job_, now)) << "\n";
-  }
-  out_->flush();
+  if (!job_.has_value()) return line_.Finish(nullptr, now);
+  const DisplayLines last = LinesLocked(*job_, now);
+  line_.Finish(&last, now);
 }
 
 }  // namespace qcal::client

@@ -17,6 +17,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "client/live_line.h"
 #include "proto/qcal/v1/job.pb.h"
 
 namespace qcal::client {
@@ -47,8 +48,6 @@ std::string FormatPlainLine(const v1::Job& job, const ProgressFigures& figures);
 // or "job-1 FAILED after 1m02s: <error>".
 std::string FormatFinalLine(const v1::Job& job, const ProgressFigures& figures);
 
-enum class DisplayMode { kTerminal, kPlain, kJson };
-
 // Shows successive versions of one job. Update() and Tick() may be called from
 // different threads (the watcher and a timer); output is serialized.
 class JobDisplay {
@@ -69,22 +68,17 @@ class JobDisplay {
   ProgressFigures Figures(const v1::Job& job, absl::Time now) const;
 
  private:
-  void Redraw(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   ProgressFigures FiguresLocked(const v1::Job& job, absl::Time now) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  DisplayLines LinesLocked(const v1::Job& job, absl::Time now) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  std::ostream* const out_;
-  const DisplayMode mode_;
   mutable absl::Mutex mu_;
+  LiveLine line_ ABSL_GUARDED_BY(mu_);
   std::optional<v1::Job> job_ ABSL_GUARDED_BY(mu_);
   // The first observation: tokens/s is measured from it.
   absl::Time first_seen_ ABSL_GUARDED_BY(mu_);
   int64_t first_tokens_ ABSL_GUARDED_BY(mu_) = 0;
-  std::string last_plain_key_ ABSL_GUARDED_BY(mu_);
-  absl::Time last_draw_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  size_t last_width_ ABSL_GUARDED_BY(mu_) = 0;
-  bool line_open_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace qcal::client
