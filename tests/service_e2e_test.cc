@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <map>
 
 #include "common/stats/stats_proto.h"
@@ -224,6 +225,105 @@ bool HealthServing(TestCluster& c) {
   if (!status.ok() || !resp.Dump(&slices).ok() || slices.empty()) return false;
   const std::string bytes(reinterpret_cast<const char*>(slices[0].begin()), slices[0].size());
   return bytes == std::string("\x08\x01", 2);  // status: SERVING
+}
+
+// Server reflection's list_services, without any token: OK with the raw response
+// in *response, or the call's status (UNIMPLEMENTED where reflection is not offered).
+grpc::Status ListServicesByReflection(TestCluster& c, std::string* response) {
+  grpc::GenericStub stub(c.Channel());
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  grpc::CompletionQueue cq;
+  auto call = stub.PrepareCall(
+      &ctx, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &cq);
+  void* tag = nullptr;
+  bool ok = false;
+  auto step = [&] { EXPECT_TRUE(cq.Next(&tag, &ok)); return ok; };
+  call->StartCall(nullptr);
+  step();
+  grpc::Slice list_services(std::string("\x3a\x00", 2));  // field 7, empty string
+  grpc::ByteBuffer request(&list_services, 1), reply;
+  call->Write(request, nullptr);
+  step();
+  call->WritesDone(nullptr);
+  step();
+  call->Read(&reply, nullptr);
+  if (step()) {
+    std::vector<grpc::Slice> slices;
+    if (reply.Dump(&slices).ok()) {
+      for (const grpc::Slice& slice : slices) {
+        response->append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+      }
+    }
+  }
+  grpc::Status status;
+  call->Finish(&status, nullptr);
+  step();
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
+  return status;
+}
+
+grpc::Status RegisterWorker(TestCluster& c, const std::string& token) {
+  auto stub = v1::WorkerService::NewStub(c.Channel());
+  grpc::ClientContext ctx;
+  if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
+  v1::RegisterWorkerResponse resp;
+  return stub->RegisterWorker(&ctx, v1::RegisterWorkerRequest(), &resp);
+}
+
+// Token roles (issue 15, finding 3): each token opens its own API only; one token
+// file alone is refused at start unless --unauthenticated-api opens the other side on
+// purpose; reflection is offered only while the client API needs no token.
+TEST(ServiceE2eTest, TokenRolesAreSeparate) {
+  const std::string dir = TempDir("roles");
+  fs::create_directories(dir + "/tokens");
+  std::ofstream(dir + "/tokens/client") << "client-secret\n";
+  std::ofstream(dir + "/tokens/worker") << "worker-secret\n";
+  std::ofstream(dir + "/tokens/same") << "client-secret\n";
+  struct Refused {
+    std::vector<std::string> flags;
+    std::string words;
+  };
+  const std::vector<Refused> refused = {
+      {{"--worker-token-file", dir + "/tokens/worker"}, "would leave the client API open"},
+      {{"--client-token-file", dir + "/tokens/client"}, "would leave the worker API open"},
+      {{"--client-token-file", dir + "/tokens/client", "--worker-token-file", dir + "/tokens/same"},
+       "same token"},
+      {{"--client-token-file", dir + "/tokens/client", "--unauthenticated-api", "client"},
+       "contradicts --client-token-file"},
+  };
+  for (const Refused& r : refused) {
+    TestCluster c(dir + "/refused", r.flags);
+    EXPECT_FALSE(c.StartCoordinator(kData)) << r.words;
+    EXPECT_NE(c.Logs().find(r.words), std::string::npos) << c.Logs();
+  }
+
+  v1::SubmitJobRequest bad;  // no model: refused by validation once past auth
+  std::string listed;
+  {
+    TestCluster c(dir + "/both", {"--client-token-file", dir + "/tokens/client",
+                                  "--worker-token-file", dir + "/tokens/worker"});
+    ASSERT_TRUE(c.StartCoordinator(kData)) << c.Logs();
+    EXPECT_EQ(Call(c, bad, "worker-secret").error_code(), grpc::StatusCode::UNAUTHENTICATED);
+    EXPECT_EQ(Call(c, bad, "client-secret").error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(RegisterWorker(c, "client-secret").error_code(), grpc::StatusCode::UNAUTHENTICATED);
+    EXPECT_TRUE(RegisterWorker(c, "worker-secret").ok());
+    EXPECT_EQ(ListServicesByReflection(c, &listed).error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  }
+  {
+    TestCluster c(dir + "/client-open", {"--worker-token-file", dir + "/tokens/worker",
+                                         "--unauthenticated-api", "client"});
+    ASSERT_TRUE(c.StartCoordinator(kData)) << c.Logs();
+    EXPECT_EQ(Call(c, bad, "").error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(RegisterWorker(c, "").error_code(), grpc::StatusCode::UNAUTHENTICATED);
+    EXPECT_TRUE(RegisterWorker(c, "worker-secret").ok());
+    const grpc::Status s = ListServicesByReflection(c, &listed);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    EXPECT_NE(listed.find("qcal.v1.CalibrationService"), std::string::npos);
+    EXPECT_NE(c.Logs().find("auth on (client API open)"), std::string::npos) << c.Logs();
+  }
 }
 
 TEST(ServiceE2eTest, BadInputAndTokensGetClearStatusesAndTheServerKeepsServing) {
