@@ -181,6 +181,11 @@ class Coordinator {
   // Persists a new job (its record, all shards pending, the id counter) in one batch,
   // then adds it to memory.
   absl::Status InsertNewJob(JobView j, int64_t shards) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A SubmitJob whose request_id names a job already: that job when `spec` equals
+  // its spec, ALREADY_EXISTS when it differs; nullopt for a new (or empty) id.
+  std::optional<absl::StatusOr<v1::Job>> RetriedSubmitLocked(const std::string& request_id,
+                                                             const v1::JobSpec& spec) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Writes `b`; on failure restores `job_id`'s in-memory view (changed ahead of the
   // write) and its leased tasks from the store, then returns the error.
   absl::Status WriteOrReload(const WriteBatch& b, const std::string& job_id)

@@ -4,6 +4,7 @@
 #include "server/core/coordinator.h"
 
 #include <cstdio>
+#include <optional>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -13,27 +14,30 @@
 
 namespace qcal::server {
 
+std::optional<absl::StatusOr<v1::Job>> Coordinator::RetriedSubmitLocked(
+    const std::string& request_id, const v1::JobSpec& spec) const {
+  if (request_id.empty()) return std::nullopt;
+  auto it = request_ids_.find(request_id);
+  if (it == request_ids_.end()) return std::nullopt;
+  const v1::Job& job = jobs_.at(it->second).record.job();
+  if (!google::protobuf::util::MessageDifferencer::Equals(spec, job.spec())) {
+    return absl::AlreadyExistsError(absl::StrCat("request_id \"", request_id,
+                                                 "\" was used for job ", it->second,
+                                                 " with a different spec"));
+  }
+  return job;
+}
+
 absl::StatusOr<v1::Job> Coordinator::SubmitJob(const v1::SubmitJobRequest& request) {
   if (request.request_id().size() > 128) {
     return absl::InvalidArgumentError("request_id is longer than 128 bytes");
   }
-  if (!request.request_id().empty()) {
+  {
+    // A retry that repeats the stored spec exactly is answered without reading files.
     absl::MutexLock lock(&mu_);
-    auto it = request_ids_.find(request.request_id());
-    if (it != request_ids_.end()) {
-      const JobView& j = jobs_.at(it->second);
-      v1::JobSpec original = request.spec();
-      // Compare against the spec as submitted (defaults may have been filled in).
-      v1::Job scratch;
-      std::vector<std::string> n;
-      std::vector<int64_t> a, b;
-      if (!ValidateSpec(original, scratch, &n, &a, &b).ok() ||
-          !google::protobuf::util::MessageDifferencer::Equals(original, j.record.job().spec())) {
-        return absl::AlreadyExistsError(absl::StrCat("request_id \"", request.request_id(),
-                                                     "\" was used for job ", it->second,
-                                                     " with a different spec"));
-      }
-      return j.record.job();
+    if (auto retried = RetriedSubmitLocked(request.request_id(), request.spec());
+        retried.has_value() && retried->ok()) {
+      return *std::move(retried);
     }
   }
   // Validation reads files: do it outside the lock.
@@ -43,43 +47,43 @@ absl::StatusOr<v1::Job> Coordinator::SubmitJob(const v1::SubmitJobRequest& reque
   std::vector<int64_t> in, out;
   QCAL_RETURN_IF_ERROR(ValidateSpec(spec, job, &names, &in, &out));
 
-  std::string id;
-  {
-    absl::MutexLock lock(&mu_);
-    int64_t active = 0;
-    for (const auto& [_, j] : jobs_) active += !IsFinal(j.record.job().state());
-    if (active >= options_.max_active_jobs) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("too many active jobs (", active, "); wait for some to finish"));
-    }
-    char buf[32];
-    std::snprintf(buf, sizeof(buf), "job-%06" PRId64 "-", next_job_seq_);
-    id = buf + NewId("").substr(12);
-    JobView j;
-    v1::JobRecord& r = j.record;
-    *job.mutable_spec() = spec;
-    job.set_id(id);
-    job.set_state(v1::JOB_PENDING);
-    const int64_t samples = spec.sampling().num_samples();
-    const int64_t shards = (samples + spec.shard_size() - 1) / spec.shard_size();
-    job.mutable_progress()->set_shards_total(shards);
-    job.mutable_progress()->set_samples_total(samples);
-    *job.mutable_create_time() = ToProto(options_.now());
-    *r.mutable_job() = job;
-    r.set_next_task_seq(1);
-    r.set_request_id(request.request_id());
-    r.set_shard_size(spec.shard_size());
-    for (size_t i = 0; i < names.size(); ++i) {
-      r.add_linear_names(names[i]);
-      r.add_linear_in(in[i]);
-      r.add_linear_out(out[i]);
-      j.linear_index[names[i]] = static_cast<int>(i);
-    }
-    QCAL_RETURN_IF_ERROR(InsertNewJob(std::move(j), shards));
-    job = jobs_.at(id).record.job();
-    if (!request.request_id().empty()) request_ids_[request.request_id()] = id;
+  absl::MutexLock lock(&mu_);
+  // Checked again with the insert, under one lock: concurrent submits of one key
+  // validate in parallel, and only the first inserts (the spec compared is the
+  // validated one, defaults filled in, as stored).
+  if (auto retried = RetriedSubmitLocked(request.request_id(), spec)) return *std::move(retried);
+  int64_t active = 0;
+  for (const auto& [_, j] : jobs_) active += !IsFinal(j.record.job().state());
+  if (active >= options_.max_active_jobs) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("too many active jobs (", active, "); wait for some to finish"));
   }
-  return job;
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "job-%06" PRId64 "-", next_job_seq_);
+  const std::string id = buf + NewId("").substr(12);
+  JobView j;
+  v1::JobRecord& r = j.record;
+  *job.mutable_spec() = spec;
+  job.set_id(id);
+  job.set_state(v1::JOB_PENDING);
+  const int64_t samples = spec.sampling().num_samples();
+  const int64_t shards = (samples + spec.shard_size() - 1) / spec.shard_size();
+  job.mutable_progress()->set_shards_total(shards);
+  job.mutable_progress()->set_samples_total(samples);
+  *job.mutable_create_time() = ToProto(options_.now());
+  *r.mutable_job() = job;
+  r.set_next_task_seq(1);
+  r.set_request_id(request.request_id());
+  r.set_shard_size(spec.shard_size());
+  for (size_t i = 0; i < names.size(); ++i) {
+    r.add_linear_names(names[i]);
+    r.add_linear_in(in[i]);
+    r.add_linear_out(out[i]);
+    j.linear_index[names[i]] = static_cast<int>(i);
+  }
+  QCAL_RETURN_IF_ERROR(InsertNewJob(std::move(j), shards));
+  if (!request.request_id().empty()) request_ids_[request.request_id()] = id;
+  return jobs_.at(id).record.job();
 }
 
 absl::StatusOr<v1::Job> Coordinator::GetJob(const std::string& job_id) {
