@@ -3,6 +3,7 @@
 // and every kind of bad input with its status.
 #include "server/core/coordinator.h"
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -601,6 +602,51 @@ TEST_F(CoordinatorTest, BadInputGetsTheRightStatus) {
   EXPECT_EQ(j1->id(), j2->id());
   a.mutable_spec()->mutable_sampling()->set_num_samples(8);
   EXPECT_EQ(core_->SubmitJob(a).status().code(), absl::StatusCode::kAlreadyExists);
+}
+
+// With every shard leased (and no straggler to back up) a lease answers "no task,
+// retry later": the task field absent, not an empty task a worker would run.
+TEST_F(CoordinatorTest, NothingToLeaseAnswersNoTask) {
+  const std::string w = Register();
+  v1::LeaseTaskRequest r;
+  r.set_worker_id(w);
+  auto idle = core_->LeaseTask(r);
+  ASSERT_TRUE(idle.ok()) << idle.status();
+  EXPECT_FALSE(idle->has_task());
+  EXPECT_GT(idle->retry_after_ms(), 0);
+  ASSERT_TRUE(core_->SubmitJob(Spec(4, 4)).ok());
+  EXPECT_FALSE(Lease(w).task_id().empty());
+  auto busy = core_->LeaseTask(r);
+  ASSERT_TRUE(busy.ok()) << busy.status();
+  EXPECT_FALSE(busy->has_task()) << busy->task().DebugString();
+}
+
+// Issue 15, finding 4: concurrent submits of one request_id on a corpus that takes a
+// while to validate made two jobs. The key is now checked again with the insert.
+TEST_F(CoordinatorTest, ConcurrentSubmitsOfOneRequestIdMakeOneJob) {
+  fs::copy_file(kData + "/corpus/calib.jsonl.zst", root_ / "corpus/calib.jsonl.zst");
+  v1::SubmitJobRequest r = Spec(64);
+  r.mutable_spec()->set_corpus("corpus/calib.jsonl.zst");
+  r.set_request_id("same-key");
+  constexpr int kClients = 12;
+  std::vector<absl::StatusOr<v1::Job>> got(kClients, absl::UnknownError("not run"));
+  std::atomic<bool> go{false};
+  std::vector<std::thread> clients;
+  for (int i = 0; i < kClients; ++i) {
+    clients.emplace_back([&, i] {
+      while (!go.load()) std::this_thread::yield();
+      got[i] = core_->SubmitJob(r);
+    });
+  }
+  go = true;
+  for (std::thread& t : clients) t.join();
+  for (const absl::StatusOr<v1::Job>& j : got) {
+    ASSERT_TRUE(j.ok()) << j.status();
+    EXPECT_EQ(j->id(), got[0]->id());
+  }
+  auto list = core_->ListJobs(v1::ListJobsRequest());
+  ASSERT_TRUE(list.ok());
+  EXPECT_EQ(list->jobs_size(), 1);
 }
 
 TEST_F(CoordinatorTest, ListJobsPagesNewestFirst) {

@@ -35,6 +35,8 @@ absl::StatusOr<v1::LeaseTaskResponse> Coordinator::LeaseTask(const v1::LeaseTask
     } else {
       QCAL_ASSIGN_OR_RETURN(bool leased, LeaseBackupLocked(r.worker_id(), now, resp.mutable_task()));
       if (!leased) {
+        // mutable_task() made the field present: a worker must see no task at all.
+        resp.clear_task();
         resp.set_retry_after_ms(kRetryAfterMs);
         return resp;
       }
