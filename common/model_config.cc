@@ -6,10 +6,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "common/regular_file.h"
 #include "nlohmann/json.hpp"
 
 namespace qcal {
 namespace {
+
+// config.json files are a few kB; a larger one is not a config.
+constexpr int64_t kMaxConfigBytes = 16 << 20;
 
 using R = TensorRole;
 
@@ -46,9 +50,10 @@ absl::Status Bad(const std::string& origin, const std::string& what) {
   return absl::InvalidArgumentError(absl::StrCat(origin, ": ", what));
 }
 
-// Reads a positive integer field; `fallback` when absent (nullopt = required).
+// Reads a positive integer field of at most `max` (ModelLimits); `fallback` when
+// absent (nullopt = required). Bounded before anything is sized from it.
 absl::StatusOr<int64_t> PositiveInt(const nlohmann::json& j, const char* key,
-                                    const std::string& origin,
+                                    const std::string& origin, int64_t max,
                                     std::optional<int64_t> fallback = std::nullopt) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) {
@@ -56,9 +61,14 @@ absl::StatusOr<int64_t> PositiveInt(const nlohmann::json& j, const char* key,
     return Bad(origin, absl::StrCat("missing \"", key, "\""));
   }
   if (!it->is_number_integer()) return Bad(origin, absl::StrCat("\"", key, "\" is not an integer"));
+  if (it->is_number_unsigned() && it->get<uint64_t>() > static_cast<uint64_t>(max)) {
+    return Bad(origin, absl::StrCat("\"", key, "\" = ", it->get<uint64_t>(),
+                                    " is above qcal's limit of ", max));
+  }
   const int64_t v = it->get<int64_t>();
-  if (v <= 0 || v > (int64_t{1} << 40)) {
-    return Bad(origin, absl::StrCat("\"", key, "\" = ", v, " is out of range"));
+  if (v <= 0) return Bad(origin, absl::StrCat("\"", key, "\" = ", v, " is not positive"));
+  if (v > max) {
+    return Bad(origin, absl::StrCat("\"", key, "\" = ", v, " is above qcal's limit of ", max));
   }
   return v;
 }
@@ -124,23 +134,24 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& json_text,
   }
   c.arch = spec->arch;
 
-  auto get = [&](const char* key, std::optional<int64_t> fallback = std::nullopt) {
-    return PositiveInt(j, key, origin, fallback);
+  auto get = [&](const char* key, int64_t max, std::optional<int64_t> fallback = std::nullopt) {
+    return PositiveInt(j, key, origin, max, fallback);
   };
+  using L = ModelLimits;
   auto assign = [](int64_t& dst, absl::StatusOr<int64_t> v) -> absl::Status {
     if (!v.ok()) return v.status();
     dst = *v;
     return absl::OkStatus();
   };
   absl::Status st;
-  if (!(st = assign(c.vocab_size, get("vocab_size"))).ok()) return st;
-  if (!(st = assign(c.hidden_size, get("hidden_size"))).ok()) return st;
-  if (!(st = assign(c.intermediate_size, get("intermediate_size"))).ok()) return st;
-  if (!(st = assign(c.num_layers, get("num_hidden_layers"))).ok()) return st;
-  if (!(st = assign(c.num_heads, get("num_attention_heads"))).ok()) return st;
-  if (!(st = assign(c.num_kv_heads, get("num_key_value_heads", c.num_heads))).ok()) return st;
-  if (!(st = assign(c.max_position_embeddings, get("max_position_embeddings", 2048))).ok()) return st;
-  if (!(st = assign(c.head_dim, get("head_dim", c.hidden_size / c.num_heads))).ok()) return st;
+  if (!(st = assign(c.vocab_size, get("vocab_size", L::kVocab))).ok()) return st;
+  if (!(st = assign(c.hidden_size, get("hidden_size", L::kHidden))).ok()) return st;
+  if (!(st = assign(c.intermediate_size, get("intermediate_size", L::kIntermediate))).ok()) return st;
+  if (!(st = assign(c.num_layers, get("num_hidden_layers", L::kLayers))).ok()) return st;
+  if (!(st = assign(c.num_heads, get("num_attention_heads", L::kHeads))).ok()) return st;
+  if (!(st = assign(c.num_kv_heads, get("num_key_value_heads", L::kHeads, c.num_heads))).ok()) return st;
+  if (!(st = assign(c.max_position_embeddings, get("max_position_embeddings", L::kPositions, 2048))).ok()) return st;
+  if (!(st = assign(c.head_dim, get("head_dim", L::kHeadDim, c.hidden_size / c.num_heads))).ok()) return st;
   if (c.hidden_size % c.num_heads != 0 && !j.contains("head_dim")) {
     return Bad(origin, absl::StrCat("hidden_size ", c.hidden_size,
                                     " is not divisible by num_attention_heads ", c.num_heads));
@@ -194,11 +205,12 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& json_text,
 
 absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& model_dir) {
   const std::string path = model_dir + "/config.json";
-  std::ifstream f(path);
-  if (!f) return absl::NotFoundError(absl::StrCat("cannot read ", path));
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ParseModelConfig(ss.str(), path);
+  absl::StatusOr<std::string> text = ReadRegularFile(path, kMaxConfigBytes);
+  if (absl::IsNotFound(text.status())) {
+    return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  }
+  if (!text.ok()) return text.status();
+  return ParseModelConfig(*text, path);
 }
 
 std::vector<LinearModule> LinearModules(const ModelConfig& c) {

@@ -98,8 +98,23 @@ struct ModelConfig {
   std::string ModuleName(TensorRole role, int64_t layer = 0) const;
 };
 
+// The largest config.json values qcal accepts, checked before anything is sized
+// from them (a config claiming 2^40 layers must not cost gigabytes to refuse). Each
+// is well above every released model: vocabularies reach 256 k, hidden sizes 16 k,
+// layers 128, heads 128.
+struct ModelLimits {
+  static constexpr int64_t kVocab = int64_t{1} << 22;         // 4,194,304
+  static constexpr int64_t kHidden = int64_t{1} << 16;        // 65,536
+  static constexpr int64_t kIntermediate = int64_t{1} << 20;  // 1,048,576
+  static constexpr int64_t kLayers = 1024;
+  static constexpr int64_t kHeads = 1024;
+  static constexpr int64_t kHeadDim = 1024;
+  static constexpr int64_t kPositions = int64_t{1} << 24;     // 16,777,216
+};
+
 // Parses config.json text. `origin` names the file in errors. INVALID_ARGUMENT for
-// malformed JSON, missing or out-of-range fields; UNIMPLEMENTED for an unsupported
+// malformed JSON, missing fields or fields out of range (ModelLimits: the message
+// names the limit); UNIMPLEMENTED for an unsupported
 // architecture (naming it and the supported ones).
 absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& json_text,
                                              const std::string& origin);

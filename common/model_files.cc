@@ -5,10 +5,16 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/regular_file.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
 namespace qcal {
+
+namespace {
+// An index lists every tensor once; even a 1,000-layer model's is a few MB.
+constexpr int64_t kMaxIndexBytes = 64 << 20;
+}  // namespace
 
 std::vector<ExpectedTensor> ExpectedTensors(const ModelConfig& c) {
   using R = TensorRole;
@@ -46,13 +52,12 @@ absl::StatusOr<std::unique_ptr<ModelFiles>> ModelFiles::Open(const std::string& 
   auto files = std::unique_ptr<ModelFiles>(new ModelFiles());
   files->dir_ = dir;
   const std::string index = dir + "/model.safetensors.index.json";
-  std::ifstream idx(index);
-  if (idx) {
+  absl::StatusOr<std::string> index_text = ReadRegularFile(index, kMaxIndexBytes);
+  if (!index_text.ok() && !absl::IsNotFound(index_text.status())) return index_text.status();
+  if (index_text.ok()) {
     files->where_ = index;
     files->sharded_ = true;
-    std::stringstream ss;
-    ss << idx.rdbuf();
-    nlohmann::json j = nlohmann::json::parse(ss.str(), nullptr, false);
+    nlohmann::json j = nlohmann::json::parse(*index_text, nullptr, false);
     if (j.is_discarded() || !j.is_object() || !j.contains("weight_map") ||
         !j["weight_map"].is_object()) {
       return absl::InvalidArgumentError(absl::StrCat(index, ": no \"weight_map\" object"));
@@ -124,13 +129,24 @@ absl::StatusOr<std::pair<const SafetensorsFile*, TensorView>> ModelFiles::FindCh
   return found;
 }
 
-absl::Status CheckModelFiles(const std::string& dir, const ModelConfig& config) {
-  QCAL_ASSIGN_OR_RETURN(auto files, ModelFiles::Open(dir));
+absl::Status CheckModelFiles(const ModelFiles& files, const ModelConfig& config) {
   for (const ExpectedTensor& e : ExpectedTensors(config)) {
-    if (e.optional && !files->Has(e.name)) continue;
-    QCAL_RETURN_IF_ERROR(files->FindChecked(e).status());
+    if (e.optional && !files.Has(e.name)) continue;
+    QCAL_RETURN_IF_ERROR(files.FindChecked(e).status());
   }
   return absl::OkStatus();
+}
+
+absl::Status CheckModelFiles(const std::string& dir, const ModelConfig& config) {
+  QCAL_ASSIGN_OR_RETURN(auto files, ModelFiles::Open(dir));
+  return CheckModelFiles(*files, config);
+}
+
+const std::vector<std::string>& TokenizerFiles() {
+  static const auto* files = new std::vector<std::string>{
+      "tokenizer.json",          "tokenizer.model",        "tokenizer_config.json",
+      "special_tokens_map.json", "generation_config.json"};
+  return *files;
 }
 
 }  // namespace qcal

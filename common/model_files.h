@@ -64,6 +64,12 @@ class ModelFiles {
 // and a floating dtype. Errors name the file and the tensor (NOT_FOUND for missing
 // files or tensors, INVALID_ARGUMENT for corrupt files or misshaped tensors).
 absl::Status CheckModelFiles(const std::string& dir, const ModelConfig& config);
+// The same check of files already open.
+absl::Status CheckModelFiles(const ModelFiles& files, const ModelConfig& config);
+
+// The tokenizer and generation files a model folder may hold besides config.json
+// and the weights: what the worker reads and what exports copy.
+const std::vector<std::string>& TokenizerFiles();
 
 }  // namespace qcal
 

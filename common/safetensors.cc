@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/atomic_file.h"
+#include "common/regular_file.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -192,16 +193,13 @@ absl::StatusOr<ParsedHeader> ParseSafetensorsHeader(const std::string& origin,
 }
 
 absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return absl::NotFoundError(absl::StrCat("no such file: ", path));
-    return absl::PermissionDeniedError(
-        absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
-  }
+  absl::StatusOr<int> opened = OpenRegularFile(path);
+  if (!opened.ok()) return opened.status();
+  const int fd = *opened;
   struct stat st;
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+  if (::fstat(fd, &st) != 0) {
     ::close(fd);
-    return absl::InvalidArgumentError(absl::StrCat(path, " is not a regular file"));
+    return absl::InternalError(absl::StrCat("cannot stat ", path, ": ", std::strerror(errno)));
   }
   const size_t size = static_cast<size_t>(st.st_size);
   if (size < 8) {

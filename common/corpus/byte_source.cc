@@ -11,7 +11,9 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "common/corpus/corpus_error.h"
+#include "common/regular_file.h"
 #include "common/status_macros.h"
 
 namespace qcal::corpus {
@@ -217,14 +219,14 @@ bool IsZstdMagic(const unsigned char* b) {
 
 absl::StatusOr<std::unique_ptr<ByteSource>> OpenByteSource(const std::string& path,
                                                            size_t buffer_bytes) {
-  int raw = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (raw < 0) return ErrnoError(path, "cannot open", errno);
-  auto fd = std::make_unique<Fd>(raw);
-  struct stat st;
-  if (::fstat(raw, &st) == 0 && S_ISDIR(st.st_mode)) {
-    return CorpusError(absl::StatusCode::kInvalidArgument, path, 0,
-                       "is a directory, not a corpus file");
+  absl::StatusOr<int> raw = OpenRegularFile(path);
+  if (!raw.ok()) {
+    // The corpus error adds "path: " itself.
+    absl::string_view what = raw.status().message();
+    absl::ConsumePrefix(&what, absl::StrCat(path, ": "));
+    return CorpusError(raw.status().code(), path, 0, what);
   }
+  auto fd = std::make_unique<Fd>(*raw);
   unsigned char head[4] = {0, 0, 0, 0};
   size_t have = 0;
   while (have < sizeof(head)) {

@@ -27,9 +27,7 @@ absl::Status WriteFileSynced(const std::string& path, const std::string& content
 absl::Status CopyFileSynced(const std::string& src, const std::string& dst);
 // fsyncs every regular file under `dir` and every directory (dir included).
 absl::Status SyncTree(const std::string& dir);
-// The tokenizer and generation files a model folder may hold (copied when present).
-const std::vector<std::string>& TokenizerFiles();
-// Copies those of TokenizerFiles() that `model_dir` holds into `out_dir`.
+// Copies those of TokenizerFiles() (common/model_files.h) that `model_dir` holds into `out_dir`.
 absl::Status CopyTokenizerFiles(const std::string& model_dir, const std::string& out_dir);
 // The whole file.
 absl::StatusOr<std::string> ReadFile(const std::string& path);

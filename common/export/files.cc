@@ -71,13 +71,6 @@ absl::Status SyncTree(const std::string& dir) {
   return SyncPath(dir, true);
 }
 
-const std::vector<std::string>& TokenizerFiles() {
-  static const auto* files = new std::vector<std::string>{
-      "tokenizer.json",          "tokenizer.model",        "tokenizer_config.json",
-      "special_tokens_map.json", "generation_config.json"};
-  return *files;
-}
-
 absl::Status CopyTokenizerFiles(const std::string& model_dir, const std::string& out_dir) {
   for (const std::string& name : TokenizerFiles()) {
     const fs::path src = fs::path(model_dir) / name;

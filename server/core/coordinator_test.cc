@@ -3,6 +3,8 @@
 // and every kind of bad input with its status.
 #include "server/core/coordinator.h"
 
+#include <sys/stat.h>
+
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -545,6 +547,65 @@ TEST_F(CoordinatorTest, CancellingAJobEndsItsBackups) {
   EXPECT_EQ(core_->GetJob(job.id())->progress().samples_done(), 4);
 }
 
+// Issue 15, findings 5, 6, 7 and 10: a FIFO as a corpus or model file is refused
+// (it blocked a server thread until someone wrote to it); a model folder inside the
+// roots whose files link outside is refused; outside paths get one answer whether
+// they exist or not, and link targets are never told; absurd config values are
+// refused by name before anything is sized from them.
+TEST_F(CoordinatorTest, HostileFilesAndConfigsAreRefusedAtSubmit) {
+  auto expect = [&](v1::SubmitJobRequest r, absl::StatusCode c, const std::string& words) {
+    absl::Status s = core_->SubmitJob(r).status();
+    EXPECT_EQ(s.code(), c) << s;
+    EXPECT_NE(s.message().find(words), std::string::npos) << s;
+    return std::string(s.message());
+  };
+  ASSERT_EQ(::mkfifo((root_ / "corpus/fifo.jsonl").c_str(), 0600), 0);
+  auto r = Spec();
+  r.mutable_spec()->set_corpus("corpus/fifo.jsonl");
+  expect(r, absl::StatusCode::kInvalidArgument, "is a FIFO, not a regular file");
+  r = Spec();
+  r.mutable_spec()->set_corpus("corpus");
+  expect(r, absl::StatusCode::kInvalidArgument, "is a directory, not a regular file");
+
+  Copy("llama-tiny", "fifo-config");
+  fs::remove(root_ / "models/fifo-config/config.json");
+  ASSERT_EQ(::mkfifo((root_ / "models/fifo-config/config.json").c_str(), 0600), 0);
+  r = Spec();
+  r.mutable_spec()->set_model("models/fifo-config");
+  expect(r, absl::StatusCode::kInvalidArgument, "is a FIFO");
+
+  // Inside the roots as a folder, outside through its files.
+  fs::create_directories(root_ / "models/linked");
+  for (const char* f : {"config.json", "model.safetensors", "tokenizer.json"}) {
+    if (fs::exists(kData + "/models/llama-tiny/" + f)) {
+      fs::create_symlink(fs::absolute(kData + "/models/llama-tiny/" + f), root_ / "models/linked" / f);
+    }
+  }
+  r = Spec();
+  r.mutable_spec()->set_model("models/linked");
+  std::string m = expect(r, absl::StatusCode::kPermissionDenied, "outside the data roots");
+  EXPECT_EQ(m.find(fs::absolute(kData).string()), std::string::npos) << m;
+
+  // One answer for outside paths, existing or not; no link target in it.
+  r = Spec();
+  r.mutable_spec()->set_model("/etc/hostname");
+  const std::string exists = expect(r, absl::StatusCode::kPermissionDenied, "outside");
+  r.mutable_spec()->set_model("/etc/no-such-file-here");
+  const std::string absent = expect(r, absl::StatusCode::kPermissionDenied, "outside");
+  EXPECT_EQ(exists.substr(exists.find("\" is outside")), absent.substr(absent.find("\" is outside")));
+  r.mutable_spec()->set_model("escape/hostname");  // escape -> /etc
+  m = expect(r, absl::StatusCode::kPermissionDenied, "outside the data roots");
+  EXPECT_EQ(m.find("/etc"), std::string::npos) << m;
+
+  Copy("llama-tiny", "huge");
+  Edit(root_ / "models/huge/config.json", "\"num_hidden_layers\": 2",
+       "\"num_hidden_layers\": 1099511627776");
+  r = Spec();
+  r.mutable_spec()->set_model("models/huge");
+  expect(r, absl::StatusCode::kInvalidArgument, "above qcal's limit of 1024");
+  EXPECT_TRUE(core_->SubmitJob(Spec()).ok());  // and still serving
+}
+
 TEST_F(CoordinatorTest, BadInputGetsTheRightStatus) {
   auto code = [&](v1::SubmitJobRequest r) { return core_->SubmitJob(r).status(); };
   auto expect = [&](v1::SubmitJobRequest r, absl::StatusCode c, const std::string& words) {
@@ -899,6 +960,20 @@ TEST_F(CoordinatorTest, ExportValidatesAndRunsAsOneExactlyOnceTask) {
   fs::create_directories(root_ / "out/taken");
   bad([](v1::ExportRequest& r) { r.set_output("taken"); }, absl::StatusCode::kAlreadyExists,
       "taken");
+  // Issue 15, finding 9: outputs that could never be created are refused here, not
+  // retried 5 times on workers.
+  fs::create_symlink(root_ / "out/nowhere", root_ / "out/dangling");
+  Spit(root_ / "out/a-file", "x");
+  bad([](v1::ExportRequest& r) { r.set_output("dangling"); }, absl::StatusCode::kInvalidArgument,
+      "symbolic link to nothing");
+  bad([](v1::ExportRequest& r) { r.set_output("dangling/below"); },
+      absl::StatusCode::kInvalidArgument, "symbolic link to nothing");
+  bad([](v1::ExportRequest& r) { r.set_output("a-file/below"); },
+      absl::StatusCode::kInvalidArgument, "lies below a file");
+  bad([](v1::ExportRequest& r) { r.set_output(std::string(256, 'n')); },
+      absl::StatusCode::kInvalidArgument, "names are limited to 255");
+  bad([](v1::ExportRequest& r) { r.set_output(std::string(2100, 'p') + "/" + std::string(2100, 'q')); },
+      absl::StatusCode::kInvalidArgument, "paths are limited to 4095");
 
   v1::ExportRequest r;
   r.set_job_id(job->id());

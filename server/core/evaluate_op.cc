@@ -52,7 +52,7 @@ absl::StatusOr<v1::Operation> Coordinator::Evaluate(const v1::EvaluateRequest& r
   QCAL_RETURN_IF_ERROR(NormalizeSampling(
       "eval_sampling", SamplingDefaults{256, parent.spec().sampling().seq_len(), 2}, s));
   if (req.eval_corpus().empty()) return absl::InvalidArgumentError("eval_corpus is empty");
-  QCAL_ASSIGN_OR_RETURN(std::string corpus, paths_.Resolve("eval_corpus", req.eval_corpus()));
+  QCAL_ASSIGN_OR_RETURN(std::string corpus, paths_.ResolveFile("eval_corpus", req.eval_corpus()));
   QCAL_RETURN_IF_ERROR(CheckCorpusFor("eval_corpus", corpus, "eval_sampling", *s));
   req.set_eval_corpus(corpus);
   QCAL_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(parent.resolved_model()));

@@ -2,11 +2,16 @@
 
 #include "server/core/coordinator.h"
 
+#include <sys/stat.h>
+
+#include <memory>
+
 #include "absl/strings/str_cat.h"
 #include "common/corpus/corpus_index.h"
 #include "common/model_config.h"
 #include "common/model_files.h"
 #include "common/status_macros.h"
+#include "server/core/path_policy.h"
 #include "server/core/records.h"
 #include "server/core/sampling_checks.h"
 
@@ -63,6 +68,28 @@ absl::Status CheckCorpusFor(const std::string& what, const std::string& path,
   return absl::OkStatus();
 }
 
+namespace {
+
+// A model folder inside a root can still hold links to files elsewhere: each file
+// qcal reads in it must resolve inside a root as a regular file (the shards an
+// index names are checked by the caller once the index is read).
+absl::Status CheckFolderFilesInside(const PathPolicy& paths, const std::string& field,
+                                    const std::string& dir) {
+  std::vector<std::string> names = {"config.json", "model.safetensors",
+                                    "model.safetensors.index.json"};
+  const std::vector<std::string>& tokenizer = TokenizerFiles();
+  names.insert(names.end(), tokenizer.begin(), tokenizer.end());
+  for (const std::string& name : names) {
+    const std::string path = absl::StrCat(dir, "/", name);
+    struct stat st;
+    if (::lstat(path.c_str(), &st) != 0) continue;  // absent: the readers say what is missing
+    QCAL_RETURN_IF_ERROR(paths.ResolveFile(absl::StrCat(field, "'s ", name), path).status());
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::Status CheckSeqLenFits(const std::string& field, const v1::SamplingOptions& s,
                              const ModelConfig& config) {
   if (s.seq_len() > config.max_position_embeddings) {
@@ -88,11 +115,16 @@ absl::Status Coordinator::ValidateSpec(v1::JobSpec& spec, v1::Job& job,
     return absl::InvalidArgumentError("display_name is longer than 256 bytes");
   }
 
-  QCAL_ASSIGN_OR_RETURN(std::string model, paths_.Resolve("spec.model", spec.model()));
-  QCAL_ASSIGN_OR_RETURN(std::string corpus, paths_.Resolve("spec.corpus", spec.corpus()));
+  QCAL_ASSIGN_OR_RETURN(std::string model, paths_.ResolveFolder("spec.model", spec.model()));
+  QCAL_ASSIGN_OR_RETURN(std::string corpus, paths_.ResolveFile("spec.corpus", spec.corpus()));
+  QCAL_RETURN_IF_ERROR(CheckFolderFilesInside(paths_, "spec.model", model));
   QCAL_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(model));
   QCAL_RETURN_IF_ERROR(CheckSeqLenFits("sampling", *s, config));
-  QCAL_RETURN_IF_ERROR(CheckModelFiles(model, config));
+  QCAL_ASSIGN_OR_RETURN(std::unique_ptr<ModelFiles> files, ModelFiles::Open(model));
+  for (const std::string& path : files->paths()) {
+    QCAL_RETURN_IF_ERROR(paths_.ResolveFile("spec.model's weights file", path).status());
+  }
+  QCAL_RETURN_IF_ERROR(CheckModelFiles(*files, config));
   QCAL_RETURN_IF_ERROR(CheckCorpusFor("spec.corpus", corpus, "sampling", *s));
   job.set_resolved_model(model);
   job.set_resolved_corpus(corpus);
