@@ -1,5 +1,6 @@
 #include "client/job_spec_flags.h"
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace qcal::client {
@@ -31,11 +32,15 @@ void AddSamplingFlags(CLI::App* cmd, SamplingFlags* f, const SamplingFlagNames& 
          "Seed of the shuffled order [42]")
       ->check(CLI::Validator(
           [](std::string& value) -> std::string {
-            // CLI11 would wrap "-1" around to 2^64 - 1.
+            // CLI11 would wrap "-1" around to 2^64 - 1 and store 2^64 as 2^64 - 1.
             if (!value.empty() && value[0] == '-') return "must not be negative";
+            uint64_t parsed = 0;
+            if (!absl::SimpleAtoi(value, &parsed)) {
+              return "must be a whole number from 0 to 18446744073709551615";
+            }
             return "";
           },
-          "NONNEGATIVE"));
+          "UINT64"));
   cmd->add_option("--skip-docs", f->skip_docs, "Leading documents to skip [0]")
       ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--skip-bad-lines", f->skip_bad_lines,

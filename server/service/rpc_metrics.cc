@@ -4,11 +4,30 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 
 namespace qcal::server {
 namespace {
 
 using grpc::experimental::InterceptionHookPoints;
+
+// Our handlers always give a message (ToGrpcStatus); an empty one comes from gRPC
+// itself. For a qcal method, UNIMPLEMENTED without a message is what gRPC 1.51's
+// callback API sends when the request does not parse (malformed bytes, or a proto3
+// string field that is not UTF-8): that is the client's error, INVALID_ARGUMENT.
+grpc::Status WithMessage(const grpc::Status& status, const std::string& method) {
+  if (status.error_code() == grpc::StatusCode::UNIMPLEMENTED &&
+      method.rfind("/qcal.v1.", 0) == 0) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("the request to ", method,
+                                     " could not be parsed: not a valid protocol buffer of its "
+                                     "type, or a string field that is not valid UTF-8"));
+  }
+  const auto code = static_cast<absl::StatusCode>(status.error_code());
+  return grpc::Status(status.error_code(),
+                      absl::StrCat(absl::StatusCodeToString(code), " from ", method,
+                                   " (gRPC gave no detail)"));
+}
 
 // One per RPC: created when it arrives, destroyed when it is done.
 class RpcMetricsRecorder final : public grpc::experimental::Interceptor {
@@ -25,6 +44,10 @@ class RpcMetricsRecorder final : public grpc::experimental::Interceptor {
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
+      const grpc::Status sent = methods->GetSendStatus();
+      if (!sent.ok() && sent.error_message().empty()) {
+        methods->ModifySendStatus(WithMessage(sent, method_));
+      }
       code_ = methods->GetSendStatus().error_code();
     }
     methods->Proceed();
