@@ -5,6 +5,7 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -45,6 +46,9 @@ struct Flags {
   double lease_seconds = 60;
   int max_shard_attempts = 5;
   bool sync_writes = false;
+  int64_t min_free_disk_mb = 256;
+  bool recover_to_consistent_point = false;
+  bool verify_db = false;
 };
 
 std::string ReadFile(const std::string& path) {
@@ -98,6 +102,7 @@ absl::StatusOr<qcal::server::CoordinatorOptions> CoordinatorOptionsOf(const Flag
   options.lease_duration = absl::Seconds(f.lease_seconds);
   options.heartbeat_interval = std::max(absl::Milliseconds(200), options.lease_duration / 6);
   options.max_shard_attempts = f.max_shard_attempts;
+  options.min_free_bytes = f.min_free_disk_mb << 20;
   if (!f.output_root.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(f.output_root, ec);
@@ -146,14 +151,110 @@ absl::StatusOr<std::unique_ptr<prometheus::Exposer>> ServeMetrics(const Flags& f
 }
 
 // Blocks until SIGTERM or SIGINT while expiring leases and sampling the database size.
+// A database that cannot be opened; for damage, what the operator can do.
+std::string OpenFailure(const Flags& f, const absl::Status& status) {
+  std::string message(status.message());
+  if (absl::IsDataLoss(status)) {
+    absl::StrAppend(&message, "\n  the database is damaged: `qcal-coordinator --db ", f.db,
+                    " --verify-db` reads all of it and says where; "
+                    "`--recover-to-consistent-point` opens it by replaying the write-ahead "
+                    "log up to its first corrupt record and dropping the rest (it prints "
+                    "what was dropped and every job as recovered)");
+  }
+  return message;
+}
+
+void PrintJobs(qcal::server::Coordinator* core) {
+  namespace v1 = qcal::v1;
+  v1::ListJobsRequest request;
+  request.set_page_size(1000);
+  while (true) {
+    absl::StatusOr<v1::ListJobsResponse> page = core->ListJobs(request);
+    if (!page.ok()) {
+      std::cerr << "  (listing jobs: " << page.status().message() << ")\n";
+      return;
+    }
+    for (const v1::Job& j : page->jobs()) {
+      std::cerr << "  " << j.id() << " " << v1::JobState_Name(j.state()) << " "
+                << j.progress().shards_done() << "/" << j.progress().shards_total()
+                << " shards\n";
+    }
+    if (page->next_page_token().empty()) return;
+    request.set_page_token(page->next_page_token());
+  }
+}
+
+// --recover-to-consistent-point: what RocksDB dropped, then every job as recovered.
+void ReportRecovery(const qcal::server::RocksDbStore& store, qcal::server::Coordinator* core) {
+  const std::vector<std::string>& notes = store.recovery_notes();
+  if (notes.empty()) {
+    std::cerr << "qcal-coordinator: recovery: the write-ahead log was intact; nothing dropped\n";
+  } else {
+    std::cerr << "qcal-coordinator: recovery: replayed the write-ahead log up to its first "
+                 "corrupt record; RocksDB dropped:\n";
+    for (const std::string& note : notes) std::cerr << "  " << note << "\n";
+  }
+  std::cerr << "qcal-coordinator: recovery: jobs as recovered (shards after the corruption "
+               "are computed again):\n";
+  PrintJobs(core);
+}
+
+// --verify-db: every record and table block read with checksums, then the records
+// parsed as the coordinator loads them. 0 when intact, 1 otherwise.
+int VerifyDb(qcal::server::RocksDbStore* store, const qcal::server::CoordinatorOptions& options) {
+  for (const std::string& note : store->recovery_notes()) {
+    std::cerr << "qcal-coordinator: recovery dropped: " << note << "\n";
+  }
+  absl::StatusOr<std::array<int64_t, qcal::server::kNumFamilies>> counts = store->Verify();
+  if (!counts.ok()) return Fail(absl::StrCat("verify: ", counts.status().message()));
+  std::cerr << "qcal-coordinator: verify: every table block and record read with checksums:";
+  for (int i = 0; i < qcal::server::kNumFamilies; ++i) {
+    std::cerr << " " << qcal::server::FamilyName(static_cast<qcal::server::Family>(i)) << " "
+              << (*counts)[i];
+  }
+  std::cerr << "\n";
+  auto core = qcal::server::Coordinator::Create(store, options, nullptr);
+  if (!core.ok()) return Fail(absl::StrCat("verify: records do not load: ", core.status().message()));
+  std::cerr << "qcal-coordinator: verify: every record loads; the database is intact\n";
+  return 0;
+}
+
+// The health service's name for "accepting new work": probes of "" say the process
+// serves; this one turns NOT_SERVING while the database volume is short of space.
+constexpr char kWorkService[] = "qcal.v1.CalibrationService";
+
+// Checks the disk, says so when the state changes, and publishes it to health.
+void WatchDisk(qcal::server::Coordinator* core, grpc::Server* server, bool* was_refusing) {
+  const qcal::server::DiskState d = core->CheckDiskSpace();
+  server->GetHealthCheckService()->SetServingStatus(kWorkService, !d.refusing);
+  if (d.refusing == *was_refusing) return;
+  *was_refusing = d.refusing;
+  const std::string free = d.free_bytes ? absl::StrCat(*d.free_bytes, " bytes free") : "free space unknown";
+  if (d.refusing) {
+    std::cerr << "qcal-coordinator: database volume short of space (" << free << ", reserve "
+              << d.reserve_bytes << (d.writes_suspended ? ", writes suspended" : "")
+              << "): refusing new jobs, reports and leases until space is freed\n";
+  } else {
+    std::cerr << "qcal-coordinator: database volume has space again (" << free
+              << "): taking new work\n";
+  }
+}
+
+// Blocks until SIGTERM or SIGINT while expiring leases, watching the disk and
+// sampling the database size.
 void ServeUntilSignalled(const sigset_t& stop, qcal::server::Coordinator* core,
                          qcal::server::RocksDbStore* store, qcal::server::Metrics* metrics,
                          grpc::Server* server) {
   absl::Notification stopping;
   std::thread janitor([&] {
+    bool refusing = false;
     while (!stopping.WaitForNotificationWithTimeout(absl::Milliseconds(500))) {
-      absl::Status st = core->ExpireLeases();
-      if (!st.ok()) std::cerr << "qcal-coordinator: lease expiry: " << st.message() << "\n";
+      WatchDisk(core, server, &refusing);
+      // While writes are suspended an expiry could not be stored either.
+      if (!core->disk_state().writes_suspended) {
+        absl::Status st = core->ExpireLeases();
+        if (!st.ok()) std::cerr << "qcal-coordinator: lease expiry: " << st.message() << "\n";
+      }
       metrics->SetDbSize(store->ApproximateSizeBytes());
     }
   });
@@ -187,11 +288,16 @@ int Run(const Flags& f) {
 
   RocksDbOptions db_options;
   db_options.sync_writes = f.sync_writes;
+  if (f.recover_to_consistent_point) {
+    db_options.wal_recovery = RocksDbOptions::WalRecovery::kToConsistentPoint;
+  }
   auto store = RocksDbStore::Open(f.db, db_options);
-  if (!store.ok()) return Fail(std::string(store.status().message()));
+  if (!store.ok()) return Fail(OpenFailure(f, store.status()));
   Metrics metrics;
+  if (f.verify_db) return VerifyDb(store->get(), *options);
   auto core = Coordinator::Create(store->get(), *options, &metrics);
-  if (!core.ok()) return Fail(std::string(core.status().message()));
+  if (!core.ok()) return Fail(OpenFailure(f, core.status()));
+  if (f.recover_to_consistent_point) ReportRecovery(**store, core->get());
 
   CalibrationServiceImpl calibration(core->get(), &*auth);
   WorkerServiceImpl workers(core->get(), &*auth);
@@ -253,6 +359,17 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1000))
       ->capture_default_str();
   app.add_flag("--sync-writes", f.sync_writes, "fsync every RocksDB write (machine-crash safety)");
+  app.add_option("--min-free-disk-mb", f.min_free_disk_mb,
+                 "Free space the database volume keeps: below it new jobs, reports and "
+                 "leases are refused (RESOURCE_EXHAUSTED) until space is freed (0: off)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 30))
+      ->capture_default_str();
+  app.add_flag("--recover-to-consistent-point", f.recover_to_consistent_point,
+               "Open a database whose write-ahead log is corrupt by replaying it up to the "
+               "first corrupt record; prints what was dropped and the jobs as recovered");
+  app.add_flag("--verify-db", f.verify_db,
+               "Read every record and table block of the database with checksums, print "
+               "the counts, and exit (0: intact, 1: damage found)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

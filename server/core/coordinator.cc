@@ -143,25 +143,27 @@ absl::Status Coordinator::InsertNewJob(JobView j, int64_t shards) {
 absl::Status Coordinator::WriteOrReload(const WriteBatch& b, const std::string& job_id) {
   absl::Status st = store_->Write(b);
   if (st.ok()) return st;
-  // The in-memory view of the job was changed ahead of the write: restore it from
-  // the store, which the failed batch did not touch.
+  // The in-memory view of the job and its tasks was changed ahead of the write:
+  // restore both from the store, which the failed batch did not touch. The tasks
+  // are read back whole (a report may have dropped its task from memory already;
+  // left out, its shards would stay leased forever).
   JobView fresh;
   if (LoadJob(job_id, &fresh).ok()) jobs_[job_id] = std::move(fresh);
+  std::map<std::string, v1::TaskRecord> leased;
+  const absl::Status scanned =
+      store_->Scan(Family::kTasks, job_id + ".", [&](const std::string& id, const std::string& value) {
+        v1::TaskRecord t;
+        if (t.ParseFromString(value) && t.job_id() == job_id &&
+            (t.state() == v1::TASK_LEASED || t.state() == v1::TASK_CANCELLED)) {
+          leased[id] = std::move(t);
+        }
+        return true;
+      });
+  if (!scanned.ok()) return st;  // unreadable now (the store is reopening): keep memory
   for (auto it = tasks_.begin(); it != tasks_.end();) {
-    if (it->second.job_id() != job_id) {
-      ++it;
-      continue;
-    }
-    auto stored = store_->Get(Family::kTasks, it->first);
-    v1::TaskRecord t;
-    if (stored.ok() && *stored && t.ParseFromString(**stored) &&
-        (t.state() == v1::TASK_LEASED || t.state() == v1::TASK_CANCELLED)) {
-      it->second = t;
-      ++it;
-    } else {
-      it = tasks_.erase(it);
-    }
+    it = it->second.job_id() == job_id ? tasks_.erase(it) : std::next(it);
   }
+  tasks_.merge(leased);
   return st;
 }
 

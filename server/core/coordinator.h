@@ -75,8 +75,22 @@ struct CoordinatorOptions {
   // Root exports are written under (shared with the workers); empty: Export is
   // FAILED_PRECONDITION.
   std::string output_root;
+  // Free bytes the database volume keeps in reserve: below it (or while the store
+  // has suspended writes after a failed one) new jobs, evaluations, exports and
+  // reports are refused with RESOURCE_EXHAUSTED and no task is leased, so the disk
+  // never fills under the database. 0 turns the check off.
+  int64_t min_free_bytes = int64_t{256} << 20;
   // Wall clock; tests substitute a fake.
   std::function<absl::Time()> now = [] { return absl::Now(); };
+};
+
+// The database volume as CheckDiskSpace last saw it.
+struct DiskState {
+  std::optional<int64_t> free_bytes;  // nullopt: a store without a volume
+  int64_t reserve_bytes = 0;
+  bool writes_suspended = false;  // the store refuses writes after a failed one
+  // New work is refused: free_bytes below the reserve, or writes suspended.
+  bool refusing = false;
 };
 
 class Coordinator {
@@ -152,6 +166,13 @@ class Coordinator {
   // Returns expired leases' shards to the queue. Called periodically by the server
   // (and directly by tests with a fake clock).
   absl::Status ExpireLeases();
+
+  // Disk space (disk_space.cc). Reads the store's free bytes and whether it has
+  // suspended writes; once space is back above the reserve, asks the store to resume
+  // (RocksDbStore reopens). Updates the refusal, the metrics and returns the state.
+  // Called periodically by the server with ExpireLeases; thread-safe.
+  DiskState CheckDiskSpace();
+  DiskState disk_state() const;
 
   const CoordinatorOptions& options() const { return options_; }
 
@@ -238,6 +259,15 @@ class Coordinator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void WorkerTaskEndedLocked(const std::string& worker_id, absl::Time now, double samples,
                              double compute_seconds) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // For an export of `parent` into `out`: the newest finished evaluation of the job
+  // (null when none), or ALREADY_EXISTS when another export is writing `out`.
+  absl::StatusOr<const JobView*> ExportSourcesLocked(const v1::Job& parent,
+                                                     const std::string& out) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The threshold given, or the evaluation's recommendation for "recommended".
+  static absl::StatusOr<double> ExportThreshold(const v1::ExportRequest& req,
+                                                const v1::Job& parent,
+                                                const JobView* evaluation);
   // Builds an export's internal job record from a validated request (export_op.cc).
   absl::StatusOr<JobView> PlanExportLocked(const v1::ExportRequest& req, double threshold,
                                            const std::string& output_dir)
@@ -266,6 +296,9 @@ class Coordinator {
   // Calls the watchers of `jobs` with their current state (takes mu_ itself).
   void Notify(const std::set<std::string>& jobs) ABSL_LOCKS_EXCLUDED(mu_);
   void UpdateGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // RESOURCE_EXHAUSTED naming the volume, its free bytes and the reserve while new
+  // work is refused (`what`: "new jobs", "reports", ...); OK otherwise.
+  absl::Status CheckRoomFor(const std::string& what) const;
   absl::Status ValidateSpec(v1::JobSpec& spec, v1::Job& job, std::vector<std::string>* names,
                             std::vector<int64_t>* in, std::vector<int64_t>* out) const;
 
@@ -285,6 +318,9 @@ class Coordinator {
 
   absl::CondVar operations_changed_;  // with mu_
   int64_t operations_version_ ABSL_GUARDED_BY(mu_) = 0;
+
+  mutable absl::Mutex disk_mu_;
+  DiskState disk_ ABSL_GUARDED_BY(disk_mu_);
 
   absl::Mutex watch_mu_;
   std::map<int64_t, std::pair<std::string, std::function<void(const v1::Job&)>>> watchers_

@@ -603,6 +603,9 @@ TEST_F(CoordinatorTest, HostileFilesAndConfigsAreRefusedAtSubmit) {
   r = Spec();
   r.mutable_spec()->set_model("models/huge");
   expect(r, absl::StatusCode::kInvalidArgument, "above qcal's limit of 1024");
+  // 10 M samples in shards of 1: 10 M shard records (12.7 s and 3.1 GB before).
+  r = Spec(10'000'000, 1);
+  expect(r, absl::StatusCode::kInvalidArgument, "above the limit of 262144 per job");
   EXPECT_TRUE(core_->SubmitJob(Spec()).ok());  // and still serving
 }
 
@@ -663,6 +666,61 @@ TEST_F(CoordinatorTest, BadInputGetsTheRightStatus) {
   EXPECT_EQ(j1->id(), j2->id());
   a.mutable_spec()->mutable_sampling()->set_num_samples(8);
   EXPECT_EQ(core_->SubmitJob(a).status().code(), absl::StatusCode::kAlreadyExists);
+}
+
+// Issue 15, finding 1: below the disk reserve new work is refused with
+// RESOURCE_EXHAUSTED naming the volume and its free bytes, no task is leased, a
+// leased task keeps its lease (heartbeats answer), and everything resumes by itself
+// once space is back; nothing is lost.
+TEST_F(CoordinatorTest, ShortOfDiskRefusesNewWorkKeepsLeasesAndResumes) {
+  auto job = core_->SubmitJob(Spec(8, 4));
+  ASSERT_TRUE(job.ok()) << job.status();
+  const std::string w = Register();
+  const v1::Task t = Lease(w);
+  ASSERT_FALSE(t.task_id().empty());
+
+  faulty_.SetFreeBytes(1000);
+  const DiskState low = core_->CheckDiskSpace();
+  EXPECT_TRUE(low.refusing);
+  EXPECT_EQ(*low.free_bytes, 1000);
+  auto refused = [](const absl::Status& s, const std::string& what) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << what << ": " << s;
+    EXPECT_NE(s.message().find("1000 bytes free"), std::string::npos) << s;
+    EXPECT_NE(s.message().find("memory"), std::string::npos) << "names the volume: " << s;
+  };
+  refused(core_->SubmitJob(Spec()).status(), "submit");
+  auto [h, linears] = Report(w, t, *job, nullptr);
+  refused(core_->CompleteTask(h, linears).status(), "report");
+  v1::ExportRequest e;
+  e.set_job_id(job->id());
+  e.set_threshold(8);
+  e.set_output("x");
+  refused(core_->Export(e).status(), "export");
+  v1::LeaseTaskRequest lr;
+  lr.set_worker_id(w);
+  auto idle = core_->LeaseTask(lr);
+  ASSERT_TRUE(idle.ok()) << idle.status();
+  EXPECT_FALSE(idle->has_task());
+  v1::HeartbeatRequest hb;
+  hb.set_worker_id(w);
+  hb.set_task_id(t.task_id());
+  hb.set_lease_id(t.lease_id());
+  const int64_t writes = faulty_.counts().writes;
+  auto beat = core_->Heartbeat(hb);
+  EXPECT_TRUE(beat.ok()) << beat.status();
+  EXPECT_EQ(faulty_.counts().writes, writes) << "the extension is not written while short";
+
+  faulty_.SetFreeBytes(int64_t{1} << 40);
+  EXPECT_FALSE(core_->CheckDiskSpace().refusing);
+  ASSERT_TRUE(core_->CompleteTask(h, linears).ok());
+  while (true) {
+    v1::Task next = Lease(w);
+    if (next.task_id().empty()) break;
+    auto [h2, l2] = Report(w, next, *job, nullptr);
+    ASSERT_TRUE(core_->CompleteTask(h2, l2).ok());
+  }
+  EXPECT_EQ(core_->GetJob(job->id())->state(), v1::JOB_CALIBRATED);
+  EXPECT_EQ(core_->GetJob(job->id())->progress().samples_done(), 8);
 }
 
 // With every shard leased (and no straggler to back up) a lease answers "no task,
@@ -911,6 +969,17 @@ TEST_F(CoordinatorTest, EvaluationBadInput) {
   auto bad_mode = core_->Evaluate(req);
   EXPECT_EQ(bad_mode.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(bad_mode.status().message().find("mode"), std::string::npos);
+  // Issue 15, finding 5: 1,000 thresholds x 10 M samples answered UNIMPLEMENTED with
+  // no message (an allocation of every unit); now refused by name, before anything.
+  req.clear_mode();
+  req.mutable_eval_sampling()->set_mode("packed");
+  req.mutable_eval_sampling()->set_num_samples(10'000'000);
+  req.mutable_eval_sampling()->set_seq_len(2);
+  for (int i = 1; i <= 1000; ++i) req.add_thresholds(i);
+  auto huge = core_->Evaluate(req);
+  EXPECT_EQ(huge.status().code(), absl::StatusCode::kInvalidArgument) << huge.status();
+  EXPECT_NE(huge.status().message().find("above the limit of 262144"), std::string::npos)
+      << huge.status();
 }
 
 TEST_F(CoordinatorTest, ExportValidatesAndRunsAsOneExactlyOnceTask) {

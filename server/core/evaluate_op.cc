@@ -24,7 +24,45 @@ absl::StatusOr<stats::StatsSet> Coordinator::ReadStats(const std::string& job_id
   return stats::StatsSetFromProto(all);
 }
 
+namespace {
+
+// An evaluation's internal job record: its variants and its plan, the parent's
+// spec with the evaluation's batch size, one unit per variant and shard.
+v1::JobRecord EvaluationRecordOf(const v1::EvaluateRequest& req, const v1::Job& parent,
+                                 EvaluationPlan plan, const std::string& corpus,
+                                 const std::string& id) {
+  v1::JobRecord r;
+  const v1::SamplingOptions& s = req.eval_sampling();
+  r.set_kind(v1::JOB_KIND_EVALUATE);
+  r.set_parent_job(parent.id());
+  *r.mutable_evaluate() = req;
+  for (auto& v : plan.variants) {
+    v.set_eval_corpus(corpus);
+    *v.mutable_eval_sampling() = s;
+    *r.add_variants() = v;
+  }
+  *r.mutable_evaluate_response() = plan.response;
+  const int64_t per = (s.num_samples() + req.shard_size() - 1) / req.shard_size();
+  r.set_units_per_variant(per);
+  r.set_shard_size(req.shard_size());
+  r.set_next_task_seq(1);
+  v1::Job* job = r.mutable_job();
+  job->set_id(id);
+  job->set_state(v1::JOB_PENDING);
+  *job->mutable_spec() = parent.spec();
+  job->mutable_spec()->set_batch_size(req.batch_size());
+  job->set_resolved_model(parent.resolved_model());
+  job->set_resolved_corpus(corpus);
+  job->set_architecture(parent.architecture());
+  job->mutable_progress()->set_shards_total(per * r.variants_size());
+  job->mutable_progress()->set_samples_total(s.num_samples() * r.variants_size());
+  return r;
+}
+
+}  // namespace
+
 absl::StatusOr<v1::Operation> Coordinator::Evaluate(const v1::EvaluateRequest& request) {
+  QCAL_RETURN_IF_ERROR(CheckRoomFor("new evaluations"));
   v1::EvaluateRequest req = request;
   QCAL_RETURN_IF_ERROR(NormalizeEvaluateRequest(&req));
   v1::Job parent;
@@ -60,6 +98,14 @@ absl::StatusOr<v1::Operation> Coordinator::Evaluate(const v1::EvaluateRequest& r
   QCAL_ASSIGN_OR_RETURN(stats::StatsSet stats, ReadStats(parent.id(), linears));
   QCAL_ASSIGN_OR_RETURN(EvaluationPlan plan, PlanEvaluation(req, stats, config));
 
+  const int64_t per = (s->num_samples() + req.shard_size() - 1) / req.shard_size();
+  const int64_t units = per * static_cast<int64_t>(plan.variants.size());
+  if (units > kMaxShardsPerJob) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the evaluation has ", plan.variants.size(), " variants x ", per, " shards = ", units,
+        " units, above the limit of ", kMaxShardsPerJob,
+        "; evaluate fewer thresholds or samples, or raise shard_size"));
+  }
   v1::Operation op;
   {
     absl::MutexLock lock(&mu_);
@@ -67,32 +113,8 @@ absl::StatusOr<v1::Operation> Coordinator::Evaluate(const v1::EvaluateRequest& r
     std::snprintf(buf, sizeof(buf), "eval-%06" PRId64 "-", next_job_seq_);
     const std::string id = buf + NewId("").substr(12);
     JobView j;
-    v1::JobRecord& r = j.record;
-    r.set_kind(v1::JOB_KIND_EVALUATE);
-    r.set_parent_job(parent.id());
-    *r.mutable_evaluate() = req;
-    for (auto& v : plan.variants) {
-      v.set_eval_corpus(corpus);
-      *v.mutable_eval_sampling() = *s;
-      *r.add_variants() = v;
-    }
-    *r.mutable_evaluate_response() = plan.response;
-    const int64_t per = (s->num_samples() + req.shard_size() - 1) / req.shard_size();
-    r.set_units_per_variant(per);
-    r.set_shard_size(req.shard_size());
-    r.set_next_task_seq(1);
-    v1::Job* job = r.mutable_job();
-    job->set_id(id);
-    job->set_state(v1::JOB_PENDING);
-    *job->mutable_spec() = parent.spec();
-    job->mutable_spec()->set_batch_size(req.batch_size());
-    job->set_resolved_model(parent.resolved_model());
-    job->set_resolved_corpus(corpus);
-    job->set_architecture(parent.architecture());
-    const int64_t units = per * r.variants_size();
-    job->mutable_progress()->set_shards_total(units);
-    job->mutable_progress()->set_samples_total(s->num_samples() * r.variants_size());
-    *job->mutable_create_time() = ToProto(options_.now());
+    j.record = EvaluationRecordOf(req, parent, std::move(plan), corpus, id);
+    *j.record.mutable_job()->mutable_create_time() = ToProto(options_.now());
     op.set_name("operations/" + id);
     EvaluateKind().DescribeOperation(j.record, &op);
     QCAL_RETURN_IF_ERROR(InsertNewJob(std::move(j), units));

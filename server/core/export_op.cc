@@ -70,7 +70,44 @@ absl::Status NormalizeExportRequest(v1::ExportRequest* req) {
 
 }  // namespace
 
+absl::StatusOr<const Coordinator::JobView*> Coordinator::ExportSourcesLocked(
+    const v1::Job& parent, const std::string& out) const {
+  // The newest finished evaluation (ids sort by creation).
+  const JobView* evaluation = nullptr;
+  for (const auto& [id, j] : jobs_) {
+    if (j.record.kind() == v1::JOB_KIND_EVALUATE && j.record.parent_job() == parent.id() &&
+        j.record.job().state() == v1::JOB_SUCCEEDED) {
+      evaluation = &j;
+    }
+    // Two exports must not write the same folder.
+    if (j.record.kind() == v1::JOB_KIND_EXPORT && !IsFinal(j.record.job().state()) &&
+        j.record.export_payload().output_dir() == out) {
+      return absl::AlreadyExistsError(absl::StrCat("export ", id, " is already writing ", out));
+    }
+  }
+  return evaluation;
+}
+
+absl::StatusOr<double> Coordinator::ExportThreshold(const v1::ExportRequest& req,
+                                                    const v1::Job& parent,
+                                                    const JobView* evaluation) {
+  if (req.threshold_choice_case() != v1::ExportRequest::kRecommended) return req.threshold();
+  if (evaluation == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "job ", parent.id(), " has no finished evaluation to take a recommended threshold ",
+        "from; run an evaluation first or give a threshold"));
+  }
+  const v1::EvaluateResponse& er = evaluation->record.evaluate_response();
+  if (!er.has_recommended_threshold()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "evaluation ", evaluation->record.job().id(), " of job ", parent.id(),
+        " recommends no threshold (", er.recommendation_note(), "); give a threshold"));
+  }
+  return er.recommended_threshold();
+}
+
 absl::StatusOr<v1::Operation> Coordinator::Export(const v1::ExportRequest& request) {
+  QCAL_RETURN_IF_ERROR(CheckRoomFor("new exports"));
   v1::ExportRequest req = request;
   QCAL_RETURN_IF_ERROR(NormalizeExportRequest(&req));
   if (!output_paths_) {
@@ -96,35 +133,8 @@ absl::StatusOr<v1::Operation> Coordinator::Export(const v1::ExportRequest& reque
           "job ", parent.id(), " is ", v1::JobState_Name(parent.state()),
           "; only a calibrated job can be exported"));
     }
-    // The newest finished evaluation (ids sort by creation).
-    const JobView* evaluation = nullptr;
-    for (const auto& [id, j] : jobs_) {
-      if (j.record.kind() == v1::JOB_KIND_EVALUATE && j.record.parent_job() == parent.id() &&
-          j.record.job().state() == v1::JOB_SUCCEEDED) {
-        evaluation = &j;
-      }
-      // Two exports must not write the same folder.
-      if (j.record.kind() == v1::JOB_KIND_EXPORT && !IsFinal(j.record.job().state()) &&
-          j.record.export_payload().output_dir() == out) {
-        return absl::AlreadyExistsError(
-            absl::StrCat("export ", id, " is already writing ", out));
-      }
-    }
-    double threshold = req.threshold();
-    if (req.threshold_choice_case() == v1::ExportRequest::kRecommended) {
-      if (evaluation == nullptr) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "job ", parent.id(), " has no finished evaluation to take a recommended threshold ",
-            "from; run an evaluation first or give a threshold"));
-      }
-      const v1::EvaluateResponse& er = evaluation->record.evaluate_response();
-      if (!er.has_recommended_threshold()) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "evaluation ", evaluation->record.job().id(), " of job ", parent.id(),
-            " recommends no threshold (", er.recommendation_note(), "); give a threshold"));
-      }
-      threshold = er.recommended_threshold();
-    }
+    QCAL_ASSIGN_OR_RETURN(const JobView* evaluation, ExportSourcesLocked(parent, out));
+    QCAL_ASSIGN_OR_RETURN(double threshold, ExportThreshold(req, parent, evaluation));
     QCAL_ASSIGN_OR_RETURN(JobView j, PlanExportLocked(req, threshold, out));
     if (evaluation != nullptr) {
       // The `stats` format carries mllm's model_res_acc.json of that evaluation, keyed

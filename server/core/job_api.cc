@@ -32,6 +32,7 @@ absl::StatusOr<v1::Job> Coordinator::SubmitJob(const v1::SubmitJobRequest& reque
   if (request.request_id().size() > 128) {
     return absl::InvalidArgumentError("request_id is longer than 128 bytes");
   }
+  QCAL_RETURN_IF_ERROR(CheckRoomFor("new jobs"));
   {
     // A retry that repeats the stored spec exactly is answered without reading files.
     absl::MutexLock lock(&mu_);

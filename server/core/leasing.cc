@@ -30,6 +30,11 @@ absl::StatusOr<v1::LeaseTaskResponse> Coordinator::LeaseTask(const v1::LeaseTask
     }
     const absl::Time now = options_.now();
     w->second.last_seen = now;
+    if (!CheckRoomFor("leases").ok()) {
+      // Short of disk: no new task (its report could not be stored); try again later.
+      resp.set_retry_after_ms(kRetryAfterMs);
+      return resp;
+    }
     if (JobView* j = ChooseJobLocked(r.loaded_model()); j != nullptr) {
       QCAL_RETURN_IF_ERROR(LeaseShardsLocked(*j, r.worker_id(), now, resp.mutable_task()));
     } else {

@@ -24,6 +24,10 @@ inline bool IsFinal(v1::JobState s) { return v1::IsFinalJobState(s); }
 
 // Largest num_samples of a job or an evaluation.
 inline constexpr int64_t kMaxSamples = 10'000'000;
+// Shards of one calibration job, or variants x shards of one evaluation: each is a
+// stored record, so this bounds what one request can cost the coordinator (memory,
+// store, restart time) before anything is allocated.
+inline constexpr int64_t kMaxShardsPerJob = int64_t{1} << 18;  // 262,144
 // kMeta key of the next job's sequence number.
 inline constexpr char kMetaNextJob[] = "next_job_seq";
 

@@ -58,9 +58,15 @@ absl::StatusOr<v1::HeartbeatResponse> Coordinator::Heartbeat(const v1::Heartbeat
   v1::TaskRecord next = t;
   next.set_deadline_ms(ToMs(options_.now() + options_.lease_duration));
   next.set_samples_done(r.samples_done());
-  WriteBatch b;
-  PutTask(b, next);
-  QCAL_RETURN_IF_ERROR(store_->Write(b));
+  // Short of disk, the extension lives in memory only (a restart meanwhile would
+  // see the last stored deadline): the lease must outlast the shortage, for the
+  // worker is holding its report until reports are taken again.
+  if (CheckRoomFor("lease extensions").ok()) {
+    WriteBatch b;
+    PutTask(b, next);
+    absl::Status written = store_->Write(b);
+    if (!written.ok() && !absl::IsResourceExhausted(written)) return written;
+  }
   t = next;
   *resp.mutable_lease_deadline() = TimeUtil::MillisecondsToTimestamp(t.deadline_ms());
   return resp;

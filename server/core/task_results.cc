@@ -24,6 +24,7 @@ absl::Status Superseded(const v1::TaskRecord& t) {
 absl::StatusOr<v1::CompleteTaskResponse> Coordinator::CompleteTask(
     const v1::CompleteTaskHeader& header, const std::vector<v1::LinearStatsProto>& linears,
     const google::protobuf::Any* result) {
+  QCAL_RETURN_IF_ERROR(CheckRoomFor("reports"));
   const absl::Time start = absl::Now();
   ReportLayout layout;
   const WorkKind* kind = nullptr;

@@ -111,6 +111,14 @@ absl::Status Coordinator::ValidateSpec(v1::JobSpec& spec, v1::Job& job,
   QCAL_RETURN_IF_ERROR(CheckRange("shard_size", spec.shard_size(), 1, 4096));
   QCAL_RETURN_IF_ERROR(CheckRange("report_interval_seconds", spec.report_interval_seconds(), 1, 3600));
   QCAL_RETURN_IF_ERROR(CheckRange("batch_size", spec.batch_size(), 1, 1024));
+  const int64_t shards = (s->num_samples() + spec.shard_size() - 1) / spec.shard_size();
+  if (shards > kMaxShardsPerJob) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sampling.num_samples ", s->num_samples(), " / shard_size ", spec.shard_size(), " = ",
+        shards, " shards, above the limit of ", kMaxShardsPerJob,
+        " per job; raise shard_size to at least ",
+        (s->num_samples() + kMaxShardsPerJob - 1) / kMaxShardsPerJob));
+  }
   if (spec.display_name().size() > 256) {
     return absl::InvalidArgumentError("display_name is longer than 256 bytes");
   }

@@ -50,6 +50,17 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                   .Help("Approximate RocksDB size on disk")
                   .Register(r)
                   .Add({});
+  db_free_ = &prometheus::BuildGauge()
+                  .Name("qcal_db_free_bytes")
+                  .Help("Free bytes on the database volume (-1: unknown)")
+                  .Register(r)
+                  .Add({});
+  db_free_->Set(-1);
+  db_refusing_ = &prometheus::BuildGauge()
+                     .Name("qcal_db_refusing_work")
+                     .Help("1 while new jobs and reports are refused for lack of disk space")
+                     .Register(r)
+                     .Add({});
   worker_speed_family_ = &prometheus::BuildGauge()
                               .Name("qcal_worker_samples_per_second")
                               .Help("Measured speed of each worker (moving average of its reports)")

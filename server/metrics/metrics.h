@@ -43,6 +43,12 @@ class Metrics {
   void TokensProcessed(int64_t n) { tokens_->Increment(static_cast<double>(n)); }
   // qcal_db_size_bytes.
   void SetDbSize(int64_t bytes) { db_size_->Set(static_cast<double>(bytes)); }
+  // qcal_db_free_bytes (free bytes on the database volume; -1 when unknown) and
+  // qcal_db_refusing_work (1 while new work is refused for lack of disk).
+  void SetDiskState(int64_t free_bytes, bool refusing) {
+    db_free_->Set(static_cast<double>(free_bytes));
+    db_refusing_->Set(refusing ? 1 : 0);
+  }
 
   // Per worker, labelled {worker_id, name}:
   // qcal_worker_samples_per_second: its measured speed (moving average of its reports).
@@ -72,6 +78,8 @@ class Metrics {
   prometheus::Histogram* merge_latency_;
   prometheus::Counter* tokens_;
   prometheus::Gauge* db_size_;
+  prometheus::Gauge* db_free_;
+  prometheus::Gauge* db_refusing_;
   prometheus::Family<prometheus::Gauge>* worker_speed_family_;
   prometheus::Family<prometheus::Counter>* worker_idle_family_;
   prometheus::Counter* backups_started_;

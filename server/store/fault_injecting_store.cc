@@ -128,6 +128,19 @@ void FaultInjectingStore::LoseNextWriteAcks(int n) {
   lose_acks_ = n;
 }
 
+std::optional<int64_t> FaultInjectingStore::FreeBytes() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (free_bytes_.has_value()) return free_bytes_;
+  }
+  return base_->FreeBytes();
+}
+
+void FaultInjectingStore::SetFreeBytes(std::optional<int64_t> bytes) {
+  absl::MutexLock lock(&mu_);
+  free_bytes_ = bytes;
+}
+
 void FaultInjectingStore::Heal() {
   absl::MutexLock lock(&mu_);
   crashed_ = false;

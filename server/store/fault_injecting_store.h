@@ -52,6 +52,14 @@ class FaultInjectingStore : public Store {
                     const std::function<bool(const std::string& key,
                                              const std::string& value)>& fn) override;
   int64_t ApproximateSizeBytes() override { return base_->ApproximateSizeBytes(); }
+  // The injected free space when set (SetFreeBytes), else the base store's.
+  std::optional<int64_t> FreeBytes() override;
+  std::string Location() override { return base_->Location(); }
+  bool WritesSuspended() override { return base_->WritesSuspended(); }
+  absl::Status ResumeWrites() override { return base_->ResumeWrites(); }
+
+  // Makes FreeBytes report `bytes` (nullopt: the base store's again).
+  void SetFreeBytes(std::optional<int64_t> bytes);
 
   void FailNextWrites(int n, absl::Status status = DefaultError());
   void FailNextReads(int n, absl::Status status = DefaultError());
@@ -84,6 +92,7 @@ class FaultInjectingStore : public Store {
   absl::Status read_error_ ABSL_GUARDED_BY(mu_);
   bool fail_family_[kNumFamilies] ABSL_GUARDED_BY(mu_) = {};
   int lose_acks_ ABSL_GUARDED_BY(mu_) = 0;
+  std::optional<int64_t> free_bytes_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace qcal::server

@@ -1,6 +1,10 @@
 #include "server/store/rocksdb_store.h"
 
+#include <sys/statvfs.h>
+
 #include <algorithm>
+#include <cstdarg>
+#include <cstdio>
 #include <filesystem>
 #include <string>
 #include <system_error>
@@ -15,6 +19,7 @@
 #include "common/status_macros.h"
 #include "rocksdb/cache.h"
 #include "rocksdb/db.h"
+#include "rocksdb/env.h"
 #include "rocksdb/filter_policy.h"
 #include "rocksdb/iterator.h"
 #include "rocksdb/options.h"
@@ -97,8 +102,49 @@ std::string WithMergeError(absl::string_view what) {
 
 }  // namespace
 
+// RocksDB's info log, written by qcal instead of RocksDB's file logger. That one
+// writes <dir>/LOG on the database volume, and after its first failed append on a
+// full disk the next line it logs (the error handler logs the write error) aborts
+// the process: Debian's librocksdb 7.8 keeps the assertion in writable_file_writer.h
+// ("sync_without_flush_called_"). This logger never touches the volume: warnings and
+// errors go to stderr, and what the log replay reports (corrupt records, bytes
+// dropped) is also kept for recovery_notes().
+class RocksLogger final : public rocksdb::Logger {
+ public:
+  explicit RocksLogger(std::string dir) : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL), dir_(std::move(dir)) {}
+
+  using rocksdb::Logger::Logv;
+  void Logv(const rocksdb::InfoLogLevel level, const char* format, va_list ap) override {
+    if (level < GetInfoLogLevel()) return;
+    char buf[2048];
+    const int n = std::vsnprintf(buf, sizeof(buf), format, ap);
+    if (n < 0) return;
+    const std::string line(buf, std::min<size_t>(static_cast<size_t>(n), sizeof(buf) - 1));
+    std::fprintf(stderr, "rocksdb %s: %s\n", dir_.c_str(), line.c_str());
+    if (absl::StrContains(line, "dropping") || absl::StrContains(line, "Corruption")) {
+      absl::MutexLock lock(&mu_);
+      if (notes_.size() < 100) notes_.push_back(line);
+    }
+  }
+  void Logv(const char* format, va_list ap) override {
+    Logv(rocksdb::InfoLogLevel::INFO_LEVEL, format, ap);
+  }
+
+  std::vector<std::string> TakeNotes() {
+    absl::MutexLock lock(&mu_);
+    return std::exchange(notes_, {});
+  }
+
+ private:
+  const std::string dir_;
+  absl::Mutex mu_;
+  std::vector<std::string> notes_ ABSL_GUARDED_BY(mu_);
+};
+
+
 RocksDbStore::RocksDbStore(std::string dir, const RocksDbOptions& options)
     : dir_(std::move(dir)),
+      options_(options),
       sync_writes_(options.sync_writes),
       merge_operator_(std::make_shared<LinearStatsMergeOperator>()) {}
 
@@ -118,7 +164,14 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(
   }
 
   auto store = absl::WrapUnique(new RocksDbStore(dir, options));
+  QCAL_RETURN_IF_ERROR(store->OpenDb(options.wal_recovery == RocksDbOptions::WalRecovery::kStrict));
+  QCAL_RETURN_IF_ERROR(store->InitSchema());
+  return store;
+}
 
+absl::Status RocksDbStore::OpenDb(bool strict) {
+  const RocksDbOptions& options = options_;
+  const std::string& dir = dir_;
   rocksdb::DBOptions db_options;
   db_options.create_if_missing = options.create_if_missing;
   db_options.create_missing_column_families = true;
@@ -128,7 +181,15 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(
   // they pin every write-ahead log file: 40 7B-sized reports left 2.4 GB of logs and a
   // 38 s restart in the load test. The cap makes RocksDB flush them instead.
   db_options.max_total_wal_size = 256ull << 20;
-
+  // RocksDB's default (point in time) replays up to the first corrupt record and
+  // silently drops the rest: a flipped byte lost half a job. Strict replay tolerates
+  // only a torn last record, which was never acknowledged.
+  db_options.wal_recovery_mode = strict ? rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords
+                                        : rocksdb::WALRecoveryMode::kPointInTimeRecovery;
+  // Closing after a failed write (ResumeWrites) must not write more than it must.
+  db_options.avoid_flush_during_shutdown = true;
+  if (logger_ == nullptr) logger_ = std::make_shared<RocksLogger>(dir_);
+  db_options.info_log = logger_;
   rocksdb::BlockBasedTableOptions table_options;
   table_options.block_cache = rocksdb::NewLRUCache(options.block_cache_mb << 20);
   table_options.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
@@ -141,7 +202,7 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(
     const Family f = static_cast<Family>(i);
     rocksdb::ColumnFamilyOptions family_options = cf_options;
     if (f == Family::kStats) {
-      family_options.merge_operator = store->merge_operator_;
+      family_options.merge_operator = merge_operator_;
       // Statistics are mostly random floats: compression costs CPU and saves ~3 %.
       family_options.compression = rocksdb::kNoCompression;
       // Large memtables, merged together before a flush, fold many reports' operands
@@ -173,30 +234,100 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(
                        "know (written by a newer qcal?): ",
                        s.ToString()));
     }
-    return FromRocks(s, dir, "open");
+    // The status says what, the replay's log lines say where (which log file).
+    const std::vector<std::string> notes = logger_->TakeNotes();
+    return FromRocks(s, dir, "open", notes.empty() ? "" : notes.front());
   }
-  store->db_.reset(raw_db);
-  store->default_handle_ = handles[0];
-  for (int i = 0; i < kNumFamilies; ++i) store->handles_[i] = handles[i + 1];
-  QCAL_RETURN_IF_ERROR(store->InitSchema());
-  return store;
+  db_.reset(raw_db);
+  default_handle_ = handles[0];
+  for (int i = 0; i < kNumFamilies; ++i) handles_[i] = handles[i + 1];
+  recovery_notes_ = logger_->TakeNotes();
+  return absl::OkStatus();
 }
 
-RocksDbStore::~RocksDbStore() {
+
+RocksDbStore::~RocksDbStore() { CloseDb(); }
+
+void RocksDbStore::CloseDb() {
   if (db_ == nullptr) return;
-  for (rocksdb::ColumnFamilyHandle* h : handles_) {
+  for (rocksdb::ColumnFamilyHandle*& h : handles_) {
     if (h != nullptr) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+    h = nullptr;
   }
   if (default_handle_ != nullptr) {
     db_->DestroyColumnFamilyHandle(default_handle_).PermitUncheckedError();
+    default_handle_ = nullptr;
   }
   db_->Close().PermitUncheckedError();
   db_.reset();
 }
 
+std::optional<int64_t> RocksDbStore::FreeBytes() {
+  struct statvfs st;
+  if (::statvfs(dir_.c_str(), &st) != 0) return std::nullopt;
+  return static_cast<int64_t>(st.f_bavail) * static_cast<int64_t>(st.f_frsize);
+}
+
+absl::Status RocksDbStore::SuspendedError() const {
+  absl::MutexLock lock(&suspend_mu_);
+  return absl::Status(suspend_reason_.code(),
+                      absl::StrCat("rocksdb store ", dir_,
+                                   ": writes are suspended since a write failed (",
+                                   suspend_reason_.message(),
+                                   "); they resume once space is freed on the volume"));
+}
+
+absl::Status RocksDbStore::ResumeWrites() {
+  if (!suspended_.load()) return absl::OkStatus();
+  {
+    // New calls fail fast (UNAVAILABLE) from here on, and the ones in flight end.
+    absl::MutexLock lock(&use_mu_);
+    if (reopening_) return absl::UnavailableError("rocksdb store: already reopening");
+    reopening_ = true;
+    use_mu_.Await(absl::Condition(
+        +[](int* users) { return *users == 0; }, &users_));
+  }
+  CloseDb();
+  absl::Status opened = OpenDb(/*strict=*/true);
+  absl::MutexLock lock(&use_mu_);
+  reopening_ = false;
+  if (!opened.ok()) return opened;  // still suspended; every call fails until a reopen works
+  {
+    absl::MutexLock stats(&stats_mu_);
+    shape_cache_.clear();
+  }
+  suspended_ = false;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::array<int64_t, kNumFamilies>> RocksDbStore::Verify() {
+  QCAL_ASSIGN_OR_RETURN(DbUse use, EnterDb());
+  rocksdb::ReadOptions read_options;
+  read_options.verify_checksums = true;
+  read_options.fill_cache = false;
+  const rocksdb::Status tables = db_->VerifyChecksum(read_options);
+  if (!tables.ok()) {
+    return absl::DataLossError(absl::StrCat("rocksdb store ", dir_, ": verify table files: ",
+                                            tables.ToString()));
+  }
+  std::array<int64_t, kNumFamilies> records{};
+  for (int i = 0; i < kNumFamilies; ++i) {
+    LinearStatsMergeOperator::TakeLastMergeError();
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, handles_[i]));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) ++records[i];
+    if (!it->status().ok()) {
+      return absl::DataLossError(
+          absl::StrCat("rocksdb store ", dir_, ": verify ", FamilyName(static_cast<Family>(i)),
+                       " after ", records[i], " records: ",
+                       WithMergeError(it->status().ToString())));
+    }
+  }
+  return records;
+}
+
 absl::Status RocksDbStore::InitSchema() {
   QCAL_ASSIGN_OR_RETURN(std::optional<std::string> version,
-                        Get(Family::kMeta, kSchemaVersionKey));
+                        GetLocked(Family::kMeta, kSchemaVersionKey));
   if (version.has_value()) {
     int v = 0;
     if (!absl::SimpleAtoi(*version, &v) || v < kOldestSchemaVersion || v > kSchemaVersion) {
@@ -231,8 +362,33 @@ rocksdb::ColumnFamilyHandle* RocksDbStore::Handle(Family f) const {
   return handles_[static_cast<size_t>(f)];
 }
 
+absl::StatusOr<RocksDbStore::DbUse> RocksDbStore::EnterDb() {
+  absl::MutexLock lock(&use_mu_);
+  if (reopening_ || db_ == nullptr) {
+    return absl::UnavailableError(absl::StrCat(
+        "rocksdb store ", dir_, ": the database is ",
+        reopening_ ? "being reopened after a failed write; retry"
+                   : "closed: reopening it after a failed write did not work yet (is the "
+                     "volume still full?)"));
+  }
+  ++users_;
+  return DbUse(this);
+}
+
+void RocksDbStore::LeaveDb() {
+  absl::MutexLock lock(&use_mu_);
+  --users_;
+}
+
 absl::StatusOr<std::optional<std::string>> RocksDbStore::Get(Family f,
                                                              const std::string& key) {
+  QCAL_ASSIGN_OR_RETURN(DbUse use, EnterDb());
+  return GetLocked(f, key);
+}
+
+absl::StatusOr<std::optional<std::string>> RocksDbStore::GetLocked(Family f,
+                                                                   const std::string& key) {
+  if (db_ == nullptr) return absl::UnavailableError(absl::StrCat("rocksdb store ", dir_, ": closed"));
   if (!IsValidFamily(f)) {
     return absl::InvalidArgumentError(
         absl::StrCat("get: unknown family ", static_cast<int>(f)));
@@ -266,13 +422,25 @@ absl::Status RocksDbStore::Commit(const WriteBatch& batch) {
   }
   rocksdb::WriteOptions write_options;
   write_options.sync = sync_writes_;
-  return FromRocks(db_->Write(write_options, &wb), dir_, "write");
+  // One write at a time reaches RocksDB (its own write queue serializes them too),
+  // so none follows a failed one into the log writer before the suspension is seen.
+  absl::MutexLock commit(&commit_mu_);
+  if (suspended_.load()) return SuspendedError();
+  const rocksdb::Status s = db_->Write(write_options, &wb);
+  if (s.IsIOError()) {
+    // The log writer saw the error: nothing may append to it again (see header).
+    absl::MutexLock lock(&suspend_mu_);
+    suspend_reason_ = FromRocks(s, dir_, "write");
+    suspended_ = true;
+    return suspend_reason_;
+  }
+  return FromRocks(s, dir_, "write");
 }
 
 absl::StatusOr<RocksDbStore::ShapeEntry> RocksDbStore::CurrentShape(
     const std::string& key) {
   if (auto it = shape_cache_.find(key); it != shape_cache_.end()) return it->second;
-  QCAL_ASSIGN_OR_RETURN(std::optional<std::string> value, Get(Family::kStats, key));
+  QCAL_ASSIGN_OR_RETURN(std::optional<std::string> value, GetLocked(Family::kStats, key));
   ShapeEntry shape;
   if (value.has_value()) {
     absl::StatusOr<LinearStatsShape> parsed = ValidateLinearStats(*value);
@@ -290,6 +458,8 @@ absl::StatusOr<RocksDbStore::ShapeEntry> RocksDbStore::CurrentShape(
 
 absl::Status RocksDbStore::Write(const WriteBatch& batch) {
   QCAL_RETURN_IF_ERROR(CheckBatchStructure(batch));
+  if (suspended_.load()) return SuspendedError();
+  QCAL_ASSIGN_OR_RETURN(DbUse use, EnterDb());
   const bool touches_stats =
       std::any_of(batch.ops().begin(), batch.ops().end(),
                   [](const WriteBatch::Op& op) { return op.family == Family::kStats; });
@@ -327,6 +497,8 @@ absl::Status RocksDbStore::Write(const WriteBatch& batch) {
 
 absl::Status RocksDbStore::WriteUncheckedForTesting(const WriteBatch& batch) {
   QCAL_RETURN_IF_ERROR(CheckBatchStructure(batch));
+  if (suspended_.load()) return SuspendedError();
+  QCAL_ASSIGN_OR_RETURN(DbUse use, EnterDb());
   absl::MutexLock lock(&stats_mu_);
   shape_cache_.clear();
   return Commit(batch);
@@ -339,6 +511,7 @@ absl::Status RocksDbStore::Scan(
     return absl::InvalidArgumentError(
         absl::StrCat("scan: unknown family ", static_cast<int>(f)));
   }
+  QCAL_ASSIGN_OR_RETURN(DbUse use, EnterDb());
   rocksdb::ReadOptions read_options;
   std::string upper;
   rocksdb::Slice upper_slice;
@@ -361,6 +534,8 @@ absl::Status RocksDbStore::Scan(
 }
 
 int64_t RocksDbStore::ApproximateSizeBytes() {
+  absl::StatusOr<DbUse> use = EnterDb();
+  if (!use.ok()) return 0;
   uint64_t sst = 0;
   uint64_t mem = 0;
   db_->GetAggregatedIntProperty("rocksdb.total-sst-files-size", &sst);
@@ -369,6 +544,7 @@ int64_t RocksDbStore::ApproximateSizeBytes() {
 }
 
 absl::Status RocksDbStore::Flush() {
+  QCAL_ASSIGN_OR_RETURN(DbUse use, EnterDb());
   std::vector<rocksdb::ColumnFamilyHandle*> handles(handles_.begin(), handles_.end());
   return FromRocks(db_->Flush(rocksdb::FlushOptions(), handles), dir_, "flush");
 }
@@ -376,6 +552,7 @@ absl::Status RocksDbStore::Flush() {
 absl::Status RocksDbStore::CompactAll() {
   rocksdb::CompactRangeOptions options;
   options.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+  QCAL_ASSIGN_OR_RETURN(DbUse use, EnterDb());
   for (int i = 0; i < kNumFamilies; ++i) {
     LinearStatsMergeOperator::TakeLastMergeError();
     const rocksdb::Status s = db_->CompactRange(options, handles_[i], nullptr, nullptr);

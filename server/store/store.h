@@ -106,6 +106,19 @@ class Store {
                                                      const std::string& value)>& fn) = 0;
   // Approximate bytes on disk (0 for in-memory stores); for metrics.
   virtual int64_t ApproximateSizeBytes() { return 0; }
+
+  // Disk space (issue 15). Free bytes on the volume holding the store, for
+  // unprivileged writers (statvfs f_bavail); nullopt for a store without a volume.
+  virtual std::optional<int64_t> FreeBytes() { return std::nullopt; }
+  // Where the store lives, for messages ("/var/lib/qcal/db", "memory").
+  virtual std::string Location() { return "memory"; }
+  // After a write failed for lack of space or an I/O error, a store may stop taking
+  // writes (each Write then fails at once, with RESOURCE_EXHAUSTED or UNAVAILABLE,
+  // naming the first failure) until ResumeWrites succeeds. RocksDB's log writer must
+  // not be written again after such an error (its next append aborts the process),
+  // so RocksDbStore reopens the database to resume.
+  virtual bool WritesSuspended() { return false; }
+  virtual absl::Status ResumeWrites() { return absl::OkStatus(); }
 };
 
 // Merges serialized LinearStatsProto values: `existing` (may be null) then

@@ -52,10 +52,12 @@ class LeaseKeeper {
         log_(absl::StrCat("task ", req.task_id(), ": cancelled (",
                           resp->reason().empty() ? "job cancelled" : resp->reason(), "); stopping"));
         cancelled_ = true;
+        return;  // the answer will not change: no more heartbeats for this task
       } else if (!resp.ok() && (resp.status().code() == absl::StatusCode::kFailedPrecondition ||
                                 resp.status().code() == absl::StatusCode::kNotFound)) {
         log_(absl::StrCat("task ", req.task_id(), ": lease lost (", resp.status().message(), ")"));
         cancelled_ = true;
+        return;
       }
     }
   }
@@ -185,10 +187,10 @@ void WorkerLoop::RunTask(const v1::Task& task) {
                   },
                   [&] { return keeper.cancelled(); }, log};
   absl::StatusOr<TaskOutcome> outcome = runner->second->Run(ctx);
-  keeper.Stop();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (keeper.cancelled()) return;  // nothing to report: the job or the lease is gone
   if (!outcome.ok()) {
+    keeper.Stop();
     const bool handing_back =
         outcome.status().code() == absl::StatusCode::kCancelled && stop_->load() >= 2;
     Fail(task, handing_back ? "worker shutting down; task handed back" : std::string(outcome.status().message()),
@@ -200,7 +202,10 @@ void WorkerLoop::RunTask(const v1::Task& task) {
                      " ms (--debug-report-delay-ms)"));
     std::this_thread::sleep_for(std::chrono::milliseconds(o_.report_delay_ms));
   }
-  Report(task, std::move(outcome).value(), seconds);
+  // The lease stays alive while the report is retried (a coordinator short of disk
+  // refuses reports until space returns; the task must not be lost meanwhile).
+  Report(task, std::move(outcome).value(), seconds, [&] { return keeper.cancelled(); });
+  keeper.Stop();
 }
 
 void WorkerLoop::Fail(const v1::Task& task, const std::string& reason, bool retryable) {
@@ -215,7 +220,8 @@ void WorkerLoop::Fail(const v1::Task& task, const std::string& reason, bool retr
   if (!st.ok()) Log(absl::StrCat("FailTask: ", st.message()));
 }
 
-void WorkerLoop::Report(const v1::Task& task, TaskOutcome outcome, double seconds) {
+void WorkerLoop::Report(const v1::Task& task, TaskOutcome outcome, double seconds,
+                        const std::function<bool()>& lease_lost) {
   TaskReport report;
   v1::CompleteTaskHeader& h = report.header;
   h.set_worker_id(worker_id_);
@@ -235,16 +241,28 @@ void WorkerLoop::Report(const v1::Task& task, TaskOutcome outcome, double second
       return;
     }
     const absl::StatusCode c = st.code();
+    // RESOURCE_EXHAUSTED: the coordinator is short of disk and keeps the lease while
+    // heartbeats arrive; the report waits for space as long as the lease lives.
+    const int first = static_cast<int>(o_.first_backoff.count());
+    const auto backoff = std::chrono::milliseconds(std::min(2000, first << std::min(attempt, 4)));
+    if (c == absl::StatusCode::kResourceExhausted && !lease_lost() && stop_->load() < 2) {
+      if (attempt % 30 == 0) {
+        Log(absl::StrCat("task ", task.task_id(), ": report deferred (", st.message(),
+                         "); keeping the lease and retrying"));
+      }
+      std::this_thread::sleep_for(backoff);
+      continue;
+    }
     if (c != absl::StatusCode::kUnavailable && c != absl::StatusCode::kDeadlineExceeded &&
         c != absl::StatusCode::kInternal && c != absl::StatusCode::kUnknown) {
       // The lease is gone or the report was refused: retrying cannot help.
-      Log(absl::StrCat("task ", task.task_id(), ": report refused: ", st.message()));
+      Log(absl::StrCat("task ", task.task_id(), ": report refused: ", st.message(), " (",
+                       absl::StatusCodeToString(c), ")"));
       return;
     }
     if (std::chrono::steady_clock::now() >= give_up) break;
     Log(absl::StrCat("task ", task.task_id(), ": report failed (", st.message(), "); retrying"));
-    const int first = static_cast<int>(o_.first_backoff.count());
-    std::this_thread::sleep_for(std::chrono::milliseconds(std::min(2000, first << std::min(attempt, 4))));
+    std::this_thread::sleep_for(backoff);
   }
   Log(absl::StrCat("task ", task.task_id(), ": gave up reporting; the lease will expire"));
 }

@@ -17,6 +17,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -59,7 +60,9 @@ class WorkerLoop {
   bool EnsureRegistered(int* backoff_ms, bool* fatal);
   void RunTask(const v1::Task& task);
   void Fail(const v1::Task& task, const std::string& reason, bool retryable);
-  void Report(const v1::Task& task, TaskOutcome outcome, double seconds);
+  // Reports with retries; `lease_lost` says when the heartbeats found the lease gone.
+  void Report(const v1::Task& task, TaskOutcome outcome, double seconds,
+              const std::function<bool()>& lease_lost);
   void Sleep(int ms);
   void Log(const std::string& msg) const;
 

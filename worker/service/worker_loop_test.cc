@@ -197,6 +197,25 @@ TEST_F(WorkerLoopTest, ALostLeaseStopsTheTaskToo) {
   EXPECT_TRUE(fake_.failures.empty());
 }
 
+// Issue 15: a coordinator short of disk refuses reports with RESOURCE_EXHAUSTED.
+// The worker keeps its lease (heartbeats go on) and retries past report_retry, for
+// as long as the lease lives, then reports once.
+TEST_F(WorkerLoopTest, AReportRefusedForLackOfDiskKeepsTheLeaseAndIsRetried) {
+  fake_.tasks = {MakeTask("job-1.t1")};
+  for (int i = 0; i < 32; ++i) {
+    fake_.complete_errors.push_back(absl::ResourceExhaustedError(
+        "the database volume /db has 1000 bytes free, below the reserve"));
+  }
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(Run(1), 0);
+  EXPECT_GT(std::chrono::steady_clock::now() - start, 2s) << "longer than report_retry";
+  EXPECT_EQ(fake_.reports.size(), 33u);
+  EXPECT_TRUE(fake_.failures.empty());
+  ASSERT_FALSE(fake_.heartbeats.empty());
+  EXPECT_EQ(fake_.heartbeats.back().lease_id(), "lease-job-1.t1");
+  EXPECT_GT(fake_.heartbeats.size(), 10u) << "heartbeats continue while the report waits";
+}
+
 TEST_F(WorkerLoopTest, AReportRefusedAsStaleIsNotRetriedAndTheLoopGoesOn) {
   fake_.tasks = {MakeTask("job-1.t1"), MakeTask("job-1.t2")};
   fake_.complete_errors = {absl::FailedPreconditionError("task job-1.t1 was superseded")};
