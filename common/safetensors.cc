@@ -264,7 +264,8 @@ absl::StatusOr<std::vector<float>> SafetensorsFile::ReadFloat32(
   std::vector<float> out(static_cast<size_t>(n));
   switch (t.dtype) {
     case DType::kF32:
-      std::memcpy(out.data(), t.data, n * 4);
+      // An empty vector's data() may be null: memcpy with null is undefined even for 0.
+      if (n > 0) std::memcpy(out.data(), t.data, n * 4);
       break;
     case DType::kF64:
       for (int64_t i = 0; i < n; ++i) {

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zstd.h>
+#include <zstd_errors.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -22,6 +23,10 @@ namespace {
 // Checkpoints closer than this are not kept (bounds memory on files made of many
 // tiny frames; restarting up to this much early costs little).
 constexpr uint64_t kMinCheckpointSpacing = 1 << 20;
+
+// Largest zstd window a corpus may use: 16 MiB covers every level without --long
+// (level 19 uses 8 MiB); a --long or --ultra corpus is refused by name.
+constexpr int kMaxZstdWindowLog = 24;
 
 absl::Status ErrnoError(const std::string& path, absl::string_view what, int err) {
   absl::StatusCode code = absl::StatusCode::kInternal;
@@ -91,6 +96,9 @@ class ZstdSource : public ByteSource {
         dctx_(ZSTD_createDCtx()),
         in_buf_(std::max<size_t>(buffer_bytes, 4096)) {
     checkpoints_.push_back({0, 0});
+    // A frame's header chooses the decoder's window: without a cap a 24-byte file
+    // declaring 128 MiB costs every reader 128 MiB.
+    ZSTD_DCtx_setParameter(dctx_, ZSTD_d_windowLogMax, kMaxZstdWindowLog);
   }
   ~ZstdSource() override { ZSTD_freeDCtx(dctx_); }
 
@@ -102,6 +110,12 @@ class ZstdSource : public ByteSource {
       const size_t in_before = in_.pos;
       ZSTD_outBuffer out{buf + produced, n - produced, 0};
       const size_t ret = ZSTD_decompressStream(dctx_, &out, &in_);
+      if (ZSTD_isError(ret) && ZSTD_getErrorCode(ret) == ZSTD_error_frameParameter_windowTooLarge) {
+        return CorpusError(absl::StatusCode::kInvalidArgument, path_, 0,
+                           absl::StrCat("a zstd frame asks for a window above ",
+                                        (1 << kMaxZstdWindowLog) >> 20,
+                                        " MiB; recompress without --long (zstd -19 or lower)"));
+      }
       if (ZSTD_isError(ret)) {
         return CorpusError(absl::StatusCode::kDataLoss, path_, 0,
                            absl::StrCat("corrupt zstd data near compressed byte ",

@@ -1,6 +1,7 @@
 // Streaming corpus readers: JSON lines with a "text" field (the Pile's format) and
 // plain text, each plain or zstd-compressed. Memory stays bounded by the read
-// buffer and the longest record, whatever the file size.
+// buffer, the longest record and (zstd) a decoder window of at most 16 MiB, whatever
+// the file size; a frame asking for more is INVALID_ARGUMENT (zstd --long corpora).
 //
 // What a document is:
 //   - JSONL: one line holding a JSON object whose "text" member is a string. Blank

@@ -36,6 +36,7 @@ absl::StatusOr<v1::CompleteTaskResponse> Coordinator::CompleteTask(
     layout.task_id = t->task_id();
     layout.samples = kind->SamplesOfShards(j.record, t->shard_begin(), t->shard_end());
     layout.units = t->shard_end() - t->shard_begin();
+    layout.tokens_per_sample = kind->TokensPerSample(j.record);
     if (kind->reports_statistics()) {
       layout.names.assign(j.record.linear_names().begin(), j.record.linear_names().end());
       layout.in.assign(j.record.linear_in().begin(), j.record.linear_in().end());

@@ -35,6 +35,7 @@ struct ReportLayout {
   std::string task_id;
   int64_t samples = 0;  // samples of the task's shards
   int64_t units = 0;    // shards of the task
+  int64_t tokens_per_sample = 0;  // WorkKind::TokensPerSample
   // Linears in forward order with their widths (kinds that report statistics).
   std::vector<std::string> names;
   std::vector<int64_t> in, out;
@@ -73,6 +74,9 @@ class WorkKind {
   virtual bool SameTask(const v1::JobRecord& r, int64_t first, int64_t next) const = 0;
   // Samples that shards [begin, end) cover (what their report must count).
   virtual int64_t SamplesOfShards(const v1::JobRecord& r, int64_t begin, int64_t end) const = 0;
+  // Tokens one sample of this work holds at most (its sampling's seq_len; 0 for
+  // work without samples): bounds the counts a report may claim.
+  virtual int64_t TokensPerSample(const v1::JobRecord& r) const = 0;
   // The kind-specific part of a leased task: kind, samples, sampling, payload.
   // The caller has filled ids, lease, model, corpus, shards and batch size.
   virtual void FillTask(const v1::JobRecord& r, int64_t begin, int64_t end,

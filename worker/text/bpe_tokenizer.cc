@@ -7,6 +7,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "common/model_config.h"
 #include "common/status_macros.h"
 #include "worker/text/added_tokens.h"
 #include "worker/text/bpe_model.h"
@@ -40,6 +41,18 @@ bool EmptyString(const json& j, const char* key) {
 }
 
 // Calls `f` on each component of a possibly-Sequence node.
+// A token id from tokenizer.json: an integer in [0, ModelLimits::kVocab). Anything
+// else (negative, fractional, beyond int32, a table of billions) is refused: ids
+// index tables sized by the largest id, and a worker's embedding.
+absl::StatusOr<int32_t> TokenId(const json& v, const std::string& what) {
+  if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() >= static_cast<uint64_t>(ModelLimits::kVocab)) ||
+      v.get<int64_t>() < 0 || v.get<int64_t>() >= ModelLimits::kVocab) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, ": id ", v.dump(), " is not an integer in [0, ", ModelLimits::kVocab, ")"));
+  }
+  return static_cast<int32_t>(v.get<int64_t>());
+}
+
 template <typename F>
 absl::Status ForEachComponent(const json& node, const char* list_key, F f) {
   if (node.is_null()) return absl::OkStatus();
@@ -168,7 +181,16 @@ absl::Status BpeTokenizer::ParsePostProcessor(
         std::vector<int32_t> ids;
         if (specials != c.end() && specials->contains(name) &&
             (*specials)[name].contains("ids")) {
-          ids = (*specials)[name]["ids"].get<std::vector<int32_t>>();
+          const json& listed = (*specials)[name]["ids"];
+          if (!listed.is_array()) {
+            return absl::InvalidArgumentError(
+                absl::StrCat("TemplateProcessing special token ", name, ": ids is not a list"));
+          }
+          for (const json& id : listed) {
+            QCAL_ASSIGN_OR_RETURN(int32_t checked,
+                                  TokenId(id, absl::StrCat("TemplateProcessing ", name)));
+            ids.push_back(checked);
+          }
         } else if (auto it = lookup.find(name); it != lookup.end()) {
           ids = {it->second};
         } else {
@@ -187,8 +209,10 @@ absl::Status BpeTokenizer::ParsePostProcessor(
           cls->size() != 2 || sep->size() != 2) {
         return absl::InvalidArgumentError(absl::StrCat(type, " without cls/sep pairs"));
       }
-      prefix_ = {(*cls)[1].get<int32_t>()};
-      suffix_ = {(*sep)[1].get<int32_t>()};
+      QCAL_ASSIGN_OR_RETURN(int32_t cls_id, TokenId((*cls)[1], absl::StrCat(type, " cls")));
+      QCAL_ASSIGN_OR_RETURN(int32_t sep_id, TokenId((*sep)[1], absl::StrCat(type, " sep")));
+      prefix_ = {cls_id};
+      suffix_ = {sep_id};
       return absl::OkStatus();
     }
     return absl::UnimplementedError(absl::StrCat("post-processor ", type, " is not supported"));
@@ -317,12 +341,11 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> CreateBpeTokenizer(const json& root,
     absl::flat_hash_map<std::string, int32_t> lookup;  // token text -> id
     int32_t max_id = -1;
     for (const auto& [token, id] : vocab_it->items()) {
-      if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > INT32_MAX - 1) {
-        return annotate(absl::InvalidArgumentError(absl::StrCat("bad id for token ", token)));
-      }
-      vocab.emplace_back(token, id.get<int32_t>());
-      lookup.emplace(token, id.get<int32_t>());
-      max_id = std::max(max_id, id.get<int32_t>());
+      absl::StatusOr<int32_t> checked = TokenId(id, absl::StrCat("vocab token ", token));
+      if (!checked.ok()) return annotate(checked.status());
+      vocab.emplace_back(token, *checked);
+      lookup.emplace(token, *checked);
+      max_id = std::max(max_id, *checked);
     }
     std::vector<std::pair<std::string, std::string>> merges;
     merges.reserve(merges_it->size());
@@ -360,7 +383,9 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> CreateBpeTokenizer(const json& root,
         if (!a.contains("id") || !a.contains("content") || !a["content"].is_string()) {
           return annotate(absl::InvalidArgumentError(absl::StrCat("bad added token ", a.dump())));
         }
-        t.id = a["id"].get<int32_t>();
+        absl::StatusOr<int32_t> id = TokenId(a["id"], "added token");
+        if (!id.ok()) return annotate(id.status());
+        t.id = *id;
         t.content = a["content"].get<std::string>();
         t.special = GetBool(a, "special", false);
         t.lstrip = GetBool(a, "lstrip", false);
@@ -421,6 +446,15 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> CreateBpeTokenizer(const json& root,
       tok->suffix_.clear();
       if (config.add_bos_token.value_or(true) && tok->bos_) tok->prefix_.push_back(*tok->bos_);
       if (config.add_eos_token.value_or(false) && tok->eos_) tok->suffix_.push_back(*tok->eos_);
+    }
+    // Every id the template adds around a text must name a token of the table.
+    std::vector<int32_t> emitted(tok->prefix_);
+    emitted.insert(emitted.end(), tok->suffix_.begin(), tok->suffix_.end());
+    for (int32_t id : emitted) {
+      if (id < 0 || id >= tok->vocab_size_) {
+        return annotate(absl::InvalidArgumentError(absl::StrCat(
+            "special token id ", id, " is outside the vocabulary (", tok->vocab_size_, " ids)")));
+      }
     }
     tok->describe_ = absl::StrCat("tokenizer.json: byte-level BPE, ", tok->vocab_size_, " ids (",
                                   merges.size(), " merges, ",

@@ -17,6 +17,10 @@ class Calibrate final : public WorkKind {
 
   bool SameTask(const v1::JobRecord&, int64_t, int64_t) const override { return true; }
 
+  int64_t TokensPerSample(const v1::JobRecord& r) const override {
+    return r.job().spec().sampling().seq_len();
+  }
+
   int64_t SamplesOfShards(const v1::JobRecord& r, int64_t begin, int64_t end) const override {
     const int64_t size = r.shard_size();
     const int64_t total = r.job().progress().samples_total();
@@ -38,6 +42,12 @@ class Calibrate final : public WorkKind {
                                             const std::vector<v1::LinearStatsProto>& linears,
                                             const google::protobuf::Any* result) const override {
     if (header.tokens() <= 0) return absl::InvalidArgumentError("report has no tokens");
+    // More tokens than the samples can hold is a lie, and summing lies overflows.
+    if (header.tokens() > layout.samples * layout.tokens_per_sample) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "report claims ", header.tokens(), " tokens; ", layout.samples, " samples of at most ",
+          layout.tokens_per_sample, " tokens hold at most ", layout.samples * layout.tokens_per_sample));
+    }
     if (result != nullptr) {
       return absl::InvalidArgumentError("a calibration report carries statistics only");
     }

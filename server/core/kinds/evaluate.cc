@@ -28,6 +28,10 @@ class Evaluate final : public WorkKind {
     return first / UnitsPerVariant(r) == next / UnitsPerVariant(r);
   }
 
+  int64_t TokensPerSample(const v1::JobRecord& r) const override {
+    return r.evaluate().eval_sampling().seq_len();
+  }
+
   int64_t SamplesOfShards(const v1::JobRecord& r, int64_t begin, int64_t end) const override {
     const int64_t per = UnitsPerVariant(r), size = r.shard_size();
     const int64_t total = r.evaluate().eval_sampling().num_samples();
@@ -58,9 +62,12 @@ class Evaluate final : public WorkKind {
                                                      " shard results; the task has ", layout.units));
     }
     CheckedReport checked;
+    // No unit predicts more tokens than the task's samples hold: the sums of a
+    // variant's units cannot overflow.
+    const int64_t most = layout.samples * layout.tokens_per_sample;
     for (const auto& p : er.shards()) {
       if (p.hits() < 0 || p.total() < p.hits() || p.predictions() < 0 || !std::isfinite(p.nll_sum()) ||
-          p.nll_sum() < 0) {
+          p.nll_sum() < 0 || p.total() > most || p.predictions() > most) {
         return absl::InvalidArgumentError("evaluation report has inconsistent counts");
       }
       checked.unit_results.push_back(p.SerializeAsString());

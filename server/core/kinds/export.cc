@@ -18,6 +18,7 @@ class Export final : public WorkKind {
 
   bool SameTask(const v1::JobRecord&, int64_t, int64_t) const override { return true; }
   int64_t SamplesOfShards(const v1::JobRecord&, int64_t, int64_t) const override { return 0; }
+  int64_t TokensPerSample(const v1::JobRecord&) const override { return 0; }
 
   void FillTask(const v1::JobRecord& r, int64_t, int64_t, v1::Task* task) const override {
     task->set_kind(v1::TASK_EXPORT);
