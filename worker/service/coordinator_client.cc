@@ -122,6 +122,12 @@ absl::StatusOr<std::unique_ptr<CoordinatorClient>> ConnectToCoordinator(
   grpc::ChannelArguments args;
   args.SetMaxSendMessageSize(64 << 20);
   args.SetMaxReceiveMessageSize(64 << 20);
+  // gRPC's default reconnect backoff grows to 120 s: after a coordinator restart a
+  // worker could sit idle for minutes while holding a report. The coordinator is
+  // one known peer, so retry it every few seconds at most.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 250);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 250);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 3000);
   return std::unique_ptr<CoordinatorClient>(new GrpcCoordinatorClient(
       grpc::CreateCustomChannel(address.target, creds, args), std::move(token)));
 }
