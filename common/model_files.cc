@@ -1,5 +1,7 @@
 #include "common/model_files.h"
 
+#include <sys/stat.h>
+
 #include <fstream>
 #include <sstream>
 
@@ -48,10 +50,18 @@ std::vector<ExpectedTensor> ExpectedTensors(const ModelConfig& c) {
   return out;
 }
 
-absl::StatusOr<std::unique_ptr<ModelFiles>> ModelFiles::Open(const std::string& dir) {
+absl::StatusOr<std::unique_ptr<ModelFiles>> ModelFiles::Open(const std::string& dir,
+                                                             const Admit& admit) {
+  // Missing files are left to the readers, which name what is missing.
+  const auto admitted = [&admit](const std::string& path) -> absl::Status {
+    struct stat st;
+    if (!admit || ::lstat(path.c_str(), &st) != 0) return absl::OkStatus();
+    return admit(path);
+  };
   auto files = std::unique_ptr<ModelFiles>(new ModelFiles());
   files->dir_ = dir;
   const std::string index = dir + "/model.safetensors.index.json";
+  QCAL_RETURN_IF_ERROR(admitted(index));
   absl::StatusOr<std::string> index_text = ReadRegularFile(index, kMaxIndexBytes);
   if (!index_text.ok() && !absl::IsNotFound(index_text.status())) return index_text.status();
   if (index_text.ok()) {
@@ -77,6 +87,7 @@ absl::StatusOr<std::unique_ptr<ModelFiles>> ModelFiles::Open(const std::string& 
     }
     for (const auto& [name, file] : files->shard_of_) {
       if (files->files_.count(file)) continue;
+      QCAL_RETURN_IF_ERROR(admitted(dir + "/" + file));
       QCAL_ASSIGN_OR_RETURN(auto f, SafetensorsFile::Open(dir + "/" + file));
       files->files_[file] = std::move(f);
     }
@@ -84,6 +95,7 @@ absl::StatusOr<std::unique_ptr<ModelFiles>> ModelFiles::Open(const std::string& 
   }
   const std::string single = dir + "/model.safetensors";
   files->where_ = single;
+  QCAL_RETURN_IF_ERROR(admitted(single));
   QCAL_ASSIGN_OR_RETURN(auto f, SafetensorsFile::Open(single));
   for (const auto& name : f->names()) files->shard_of_[name] = "model.safetensors";
   files->names_ = f->names();

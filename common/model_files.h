@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include <functional>
 #include <map>
 #include <memory>
 
@@ -35,7 +36,12 @@ std::vector<ExpectedTensor> ExpectedTensors(const ModelConfig& config);
 // opened through the validating reader. Immutable; thread-safe for reading.
 class ModelFiles {
  public:
-  static absl::StatusOr<std::unique_ptr<ModelFiles>> Open(const std::string& dir);
+  // Called with each file's path before it is opened (the index, then every shard,
+  // or the single file), for those that exist; an error stops Open with it. The
+  // coordinator passes its data-root check, so nothing outside the roots is read.
+  using Admit = std::function<absl::Status(const std::string& path)>;
+  static absl::StatusOr<std::unique_ptr<ModelFiles>> Open(const std::string& dir,
+                                                          const Admit& admit = nullptr);
   bool Has(const std::string& tensor) const { return shard_of_.count(tensor) != 0; }
   // Every tensor: in header order for one file, in the index's (sorted) order when
   // sharded.

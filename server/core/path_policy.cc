@@ -82,33 +82,29 @@ absl::StatusOr<std::string> PathPolicy::Resolve(const std::string& field,
   return c.string();
 }
 
-absl::StatusOr<std::string> PathPolicy::ResolveFile(const std::string& field,
-                                                    const std::string& path) const {
+absl::StatusOr<std::string> PathPolicy::ResolveOfKind(const std::string& field,
+                                                      const std::string& path, bool folder) const {
   QCAL_ASSIGN_OR_RETURN(std::string c, Resolve(field, path));
   struct stat st;
   if (::stat(c.c_str(), &st) != 0) {
     return absl::NotFoundError(absl::StrCat(field, " \"", path, "\" does not exist"));
   }
-  if (!S_ISREG(st.st_mode)) {
+  if (folder ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode)) {
     return absl::InvalidArgumentError(absl::StrCat(field, " \"", path, "\" is ",
                                                    FileKindName(st.st_mode),
-                                                   ", not a regular file"));
+                                                   folder ? ", not a folder" : ", not a regular file"));
   }
   return c;
 }
 
+absl::StatusOr<std::string> PathPolicy::ResolveFile(const std::string& field,
+                                                    const std::string& path) const {
+  return ResolveOfKind(field, path, /*folder=*/false);
+}
+
 absl::StatusOr<std::string> PathPolicy::ResolveFolder(const std::string& field,
                                                       const std::string& path) const {
-  QCAL_ASSIGN_OR_RETURN(std::string c, Resolve(field, path));
-  struct stat st;
-  if (::stat(c.c_str(), &st) != 0) {
-    return absl::NotFoundError(absl::StrCat(field, " \"", path, "\" does not exist"));
-  }
-  if (!S_ISDIR(st.st_mode)) {
-    return absl::InvalidArgumentError(absl::StrCat(field, " \"", path, "\" is ",
-                                                   FileKindName(st.st_mode), ", not a folder"));
-  }
-  return c;
+  return ResolveOfKind(field, path, /*folder=*/true);
 }
 
 absl::StatusOr<std::string> PathPolicy::ResolveForWrite(const std::string& field,

@@ -50,6 +50,9 @@ class PathPolicy {
   bool Inside(const std::string& canonical) const;
   static bool Under(const std::vector<std::string>& roots, const std::string& path);
   absl::Status Outside(const std::string& field, const std::string& path) const;
+  // Resolve, then a folder or a regular file as asked.
+  absl::StatusOr<std::string> ResolveOfKind(const std::string& field, const std::string& path,
+                                            bool folder) const;
   std::vector<std::string> roots_;
   // roots_ and the roots as given (absolute, lexically normal) where they differ.
   std::vector<std::string> spelled_roots_;

@@ -71,12 +71,12 @@ absl::Status CheckCorpusFor(const std::string& what, const std::string& path,
 namespace {
 
 // A model folder inside a root can still hold links to files elsewhere: each file
-// qcal reads in it must resolve inside a root as a regular file (the shards an
-// index names are checked by the caller once the index is read).
+// qcal reads in it must resolve inside a root as a regular file. This covers
+// config.json and the tokenizer files; the weights (the index and every shard it
+// names) are checked as ModelFiles::Open comes to them.
 absl::Status CheckFolderFilesInside(const PathPolicy& paths, const std::string& field,
                                     const std::string& dir) {
-  std::vector<std::string> names = {"config.json", "model.safetensors",
-                                    "model.safetensors.index.json"};
+  std::vector<std::string> names = {"config.json"};
   const std::vector<std::string>& tokenizer = TokenizerFiles();
   names.insert(names.end(), tokenizer.begin(), tokenizer.end());
   for (const std::string& name : names) {
@@ -128,10 +128,10 @@ absl::Status Coordinator::ValidateSpec(v1::JobSpec& spec, v1::Job& job,
   QCAL_RETURN_IF_ERROR(CheckFolderFilesInside(paths_, "spec.model", model));
   QCAL_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(model));
   QCAL_RETURN_IF_ERROR(CheckSeqLenFits("sampling", *s, config));
-  QCAL_ASSIGN_OR_RETURN(std::unique_ptr<ModelFiles> files, ModelFiles::Open(model));
-  for (const std::string& path : files->paths()) {
-    QCAL_RETURN_IF_ERROR(paths_.ResolveFile("spec.model's weights file", path).status());
-  }
+  QCAL_ASSIGN_OR_RETURN(std::unique_ptr<ModelFiles> files,
+                        ModelFiles::Open(model, [this](const std::string& path) {
+                          return paths_.ResolveFile("spec.model's weights file", path).status();
+                        }));
   QCAL_RETURN_IF_ERROR(CheckModelFiles(*files, config));
   QCAL_RETURN_IF_ERROR(CheckCorpusFor("spec.corpus", corpus, "sampling", *s));
   job.set_resolved_model(model);
